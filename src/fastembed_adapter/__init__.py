@@ -1,0 +1,39 @@
+"""fastembed-adapter: sentence-transformers embeddings on ONNX Runtime INT8, without torch.
+
+``from fastembed_adapter import OnnxSentenceEncoder`` is a drop-in for
+``sentence_transformers.SentenceTransformer`` for ``encode()``. Importing this package never
+imports torch, transformers, optimum or sentence-transformers.
+"""
+
+from __future__ import annotations
+
+from .encoder import OnnxSentenceEncoder
+from .errors import (
+    CorruptModelError,
+    FastembedAdapterError,
+    InferenceError,
+    InvalidInputError,
+    MissingExtraError,
+    ModelFolderError,
+    ModelNotFoundError,
+    OutputExistsError,
+    UnsupportedModelError,
+    ValidationFailedError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CorruptModelError",
+    "FastembedAdapterError",
+    "InferenceError",
+    "InvalidInputError",
+    "MissingExtraError",
+    "ModelFolderError",
+    "ModelNotFoundError",
+    "OnnxSentenceEncoder",
+    "OutputExistsError",
+    "UnsupportedModelError",
+    "ValidationFailedError",
+    "__version__",
+]

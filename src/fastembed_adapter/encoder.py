@@ -1,0 +1,292 @@
+"""``OnnxSentenceEncoder``: ``SentenceTransformer.encode()`` on ONNX Runtime, without torch."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cpu import QuantTarget, detect_target
+from .errors import InvalidInputError
+from .hub import resolve_model
+from .layout import ModelLayout, read_layout
+from .pooling import PRECISIONS, exclude_prompt, normalize, pool, quantize
+from .session import OnnxSession
+from .tokenization import TextTokenizer
+
+__all__ = ["OnnxSentenceEncoder"]
+
+logger = logging.getLogger(__name__)
+_OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
+
+
+def _is_singular(sentences: object) -> bool:
+    """Same test as ``SentenceTransformer.is_singular_input``: lists, tuples and str/object arrays are batches."""
+    if isinstance(sentences, (list, tuple)):
+        return False
+    return not (isinstance(sentences, np.ndarray) and sentences.ndim >= 1 and sentences.dtype.kind in ("U", "O"))
+
+
+def _check_texts(sentences: object) -> tuple[list[str], bool]:
+    """Return the texts as a list and whether the input was a single text; reject non-strings clearly."""
+    if _is_singular(sentences):
+        if not isinstance(sentences, str):
+            raise InvalidInputError(
+                f"sentences must be a str or a list of str, got {type(sentences).__name__}: {sentences!r:.80}."
+            )
+        return [sentences], True
+    texts = sentences.tolist() if isinstance(sentences, np.ndarray) else list(sentences)  # type: ignore[attr-defined]
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(
+                f"sentences[{index}] is {type(text).__name__} ({text!r:.80}); every item must be a str."
+            )
+    return texts, False
+
+
+def _positive_int(name: str, value: object, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
+
+
+class OnnxSentenceEncoder:
+    """A drop-in for ``SentenceTransformer`` that runs an (INT8) ONNX file with ONNX Runtime.
+
+    Loads a folder written by ``prepare``, a sentence-transformers folder or a hub repo that
+    ships ``onnx/*.onnx``. Tokenization, truncation, pooling and normalisation follow the
+    model's own configs.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | Path,
+        *,
+        file_name: str | None = None,
+        threads: int | None = None,
+        revision: str | None = None,
+        truncate_dim: int | None = None,
+        prompts: Mapping[str, str] | None = None,
+        default_prompt_name: str | None = None,
+    ) -> None:
+        """Load the model folder and build one ONNX Runtime session.
+
+        Args:
+            model_name_or_path: a local folder or a hub repo id (``owner/name``).
+            file_name: ONNX file inside the folder, e.g. ``onnx/model.onnx``. Default: the INT8
+                file made for this CPU, else ``onnx/model.onnx``.
+            threads: intra-op threads; default the CPUs this process may use (cgroup quota, affinity).
+            revision: hub revision (branch, tag or commit) when loading from the hub.
+            truncate_dim: default dimension to truncate sentence embeddings to.
+            prompts: prompts by name, overriding ``config_sentence_transformers.json``.
+            default_prompt_name: prompt used when ``encode`` gets none.
+        """
+        if not isinstance(model_name_or_path, (str, Path)):
+            raise InvalidInputError(
+                f"model_name_or_path must be a folder path or hub id, got {type(model_name_or_path).__name__}."
+            )
+        _positive_int("truncate_dim", truncate_dim, allow_none=True)
+        root, chosen = resolve_model(model_name_or_path, file_name, revision)
+        self.layout: ModelLayout = read_layout(root)
+        if self.layout.manifest is not None:
+            self.layout.manifest.verify(root, chosen)
+        self.model_path = root
+        self.file_name = chosen
+        self._warn_on_isa_mismatch()
+        self.tokenizer = TextTokenizer(root, self.layout.max_seq_length, self.layout.do_lower_case)
+        self.session = OnnxSession(root / chosen, threads)
+        self.truncate_dim = truncate_dim
+        self.prompts: dict[str, str] = dict(self.layout.prompts if prompts is None else prompts)
+        self.default_prompt_name = default_prompt_name or self.layout.default_prompt_name
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise InvalidInputError(
+                f"default_prompt_name {self.default_prompt_name!r} is not among the prompts {list(self.prompts)}."
+            )
+        self.similarity_fn_name = self.layout.similarity_fn_name or "cosine"
+        self._prompt_lengths: dict[str, int] = {}
+
+    def _warn_on_isa_mismatch(self) -> None:
+        """Warn when an INT8 file made for VNNI runs on an x86 CPU without VNNI (it can saturate there)."""
+        if QuantTarget.AVX512_VNNI.value in self.file_name and detect_target() in (QuantTarget.AVX2, QuantTarget.AVX512):
+            warnings.warn(
+                f"{self.file_name} was quantized for AVX512-VNNI, which this CPU lacks; results may lose "
+                "accuracy. Re-run `prepare --target auto` on this machine.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    # -- attributes sentence-transformers code reads ----------------------------------------
+    @property
+    def device(self) -> str:
+        """Always ``"cpu"``."""
+        return "cpu"
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """Texts are truncated to this many tokens; settable like ``SentenceTransformer.max_seq_length``."""
+        return self.tokenizer.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        self.tokenizer.max_seq_length = value
+
+    def get_max_seq_length(self) -> int | None:
+        """Same as ``max_seq_length``."""
+        return self.max_seq_length
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """Dimension of the sentence embeddings (after ``truncate_dim``, like sentence-transformers)."""
+        dimension = self.layout.pooling.output_dimension
+        return min(dimension, self.truncate_dim) if self.truncate_dim else dimension
+
+    def __repr__(self) -> str:
+        pooling = "+".join(mode.value for mode in self.layout.pooling.modes)
+        return (
+            f"OnnxSentenceEncoder(model={str(self.model_path)!r}, file={self.file_name!r}, "
+            f"dim={self.get_sentence_embedding_dimension()}, max_seq_length={self.max_seq_length}, "
+            f"pooling={pooling!r}, normalize={self.layout.normalize}, threads={self.session.threads})"
+        )
+
+    # -- encoding ----------------------------------------------------------------------------
+    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        if prompt is not None:
+            if prompt_name is not None:
+                logger.warning(
+                    "Provide either a `prompt`, a `prompt_name`, or neither, but not both. "
+                    "Ignoring the `prompt_name` in favor of `prompt`."
+                )
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise InvalidInputError(
+                    f"Prompt name '{prompt_name}' not found in the configured prompts dictionary "
+                    f"with keys {list(self.prompts)!r}."
+                )
+            return self.prompts[prompt_name]
+        if self.default_prompt_name is not None:
+            return self.prompts.get(self.default_prompt_name)
+        return None
+
+    def _forward(self, texts: list[str], prompt: str | None) -> dict[str, np.ndarray]:
+        """Tokenize, run and pool one batch; returns ST-style features (numpy)."""
+        if prompt:
+            texts = [prompt + text for text in texts]
+        features = self.tokenizer.encode(texts)
+        tokens = self.session.run(features)
+        mask = features["attention_mask"]
+        if prompt and not self.layout.pooling.include_prompt:
+            if prompt not in self._prompt_lengths:
+                self._prompt_lengths[prompt] = self.tokenizer.prompt_length(prompt)
+            mask = exclude_prompt(mask, self._prompt_lengths[prompt])
+            features["attention_mask"] = mask
+        features["token_embeddings"] = tokens
+        embedding = pool(self.layout.pooling, tokens, mask)
+        features["sentence_embedding"] = normalize(embedding) if self.layout.normalize else embedding
+        return features
+
+    def encode(
+        self,
+        sentences: str | Sequence[str] | np.ndarray,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "sentence_embedding",
+        precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Embed ``sentences`` with the same arguments and return values as ``SentenceTransformer.encode``.
+
+        Returns a float32 array ``(dim,)`` for a str and ``(n, dim)`` for a list, in input order; an
+        empty list gives what sentence-transformers gives, ``np.asarray([])`` (shape ``(0,)``).
+        """
+        if kwargs:
+            raise InvalidInputError(
+                f"{type(self).__name__}.encode() has been called with additional keyword arguments that this "
+                f"model does not use: {list(kwargs)}. This model does not accept any additional keyword arguments."
+            )
+        if device not in (None, "cpu"):
+            raise InvalidInputError(f"device must be None or 'cpu' (ONNX Runtime CPU), got {device!r}.")
+        if output_value not in _OUTPUT_VALUES:
+            raise InvalidInputError(f"output_value must be one of {list(_OUTPUT_VALUES)}, got {output_value!r}.")
+        if precision not in PRECISIONS:
+            raise InvalidInputError(f"Precision {precision!r} is not supported, must be one of {PRECISIONS}")
+        _positive_int("batch_size", batch_size)
+        _positive_int("truncate_dim", truncate_dim, allow_none=True)
+        texts, singular = _check_texts(sentences)
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
+        if convert_to_tensor:
+            convert_to_numpy = False
+        if output_value != "sentence_embedding":
+            convert_to_tensor = convert_to_numpy = False
+        resolved_prompt = self._resolve_prompt(prompt, prompt_name)
+        truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim
+
+        order = np.argsort([-len(text) for text in texts])
+        sorted_texts = [texts[i] for i in order]
+        starts = range(0, len(sorted_texts), batch_size)
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="Batches")
+        results: list[Any] = []
+        for start in starts:
+            features = self._forward(sorted_texts[start : start + batch_size], resolved_prompt)
+            if truncate_dim is not None:
+                features["sentence_embedding"] = features["sentence_embedding"][:, :truncate_dim]
+            results.extend(self._split(features, output_value, normalize_embeddings))
+        results = [results[i] for i in np.argsort(order)]
+        return self._convert(results, singular, precision, convert_to_numpy, convert_to_tensor)
+
+    @staticmethod
+    def _split(features: dict[str, np.ndarray], output_value: str | None, normalize_rows: bool) -> list[Any]:
+        """Per-text outputs of one batch, as ST's encode loop builds them."""
+        if output_value == "token_embeddings":
+            rows = []
+            for tokens, mask in zip(features["token_embeddings"], features["attention_mask"]):
+                real = np.flatnonzero(mask)
+                rows.append(tokens[: (int(real[-1]) if len(real) else 0) + 1])
+            return rows
+        if output_value is None:
+            n = len(features["sentence_embedding"])
+            return [{name: value[i] for name, value in features.items()} for i in range(n)]
+        embeddings = features["sentence_embedding"]
+        return list(normalize(embeddings) if normalize_rows else embeddings)
+
+    @staticmethod
+    def _convert(results: list[Any], singular: bool, precision: str, to_numpy: bool, to_tensor: bool) -> Any:
+        """Apply precision and the numpy/tensor conversion exactly in ST's order."""
+        output: Any = results
+        if results and precision != "float32":
+            output = quantize(np.asarray(results), precision)
+        if to_tensor:
+            try:
+                import torch
+            except ImportError as exc:
+                raise InvalidInputError(
+                    "convert_to_tensor=True needs torch, which is not installed; use convert_to_numpy=True "
+                    "(the default) or install torch."
+                ) from exc
+            if isinstance(output, np.ndarray):
+                output = torch.from_numpy(output)
+            elif output:
+                output = torch.from_numpy(np.stack(output))
+            else:
+                output = torch.tensor([])
+        elif to_numpy:
+            # np.asarray of an empty list is float64 (0,): exactly what sentence-transformers returns
+            output = output if isinstance(output, np.ndarray) else np.asarray(output)
+        elif isinstance(output, np.ndarray):
+            output = list(output)
+        return output[0] if singular else output

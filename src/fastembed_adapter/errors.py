@@ -1,0 +1,79 @@
+"""The one exception tree of fastembed-adapter.
+
+Every error the library raises on purpose is a ``FastembedAdapterError``; each
+class also subclasses the built-in exception callers already catch::
+
+    FastembedAdapterError(Exception)
+    ├── InvalidInputError(ValueError, TypeError)    bad argument to encode()/the constructor
+    ├── ModelFolderError(OSError)                   the model folder cannot be used
+    │   ├── ModelNotFoundError(FileNotFoundError)   missing folder/file, unknown hub id
+    │   ├── CorruptModelError                       sha256 mismatch, unreadable .onnx/tokenizer
+    │   └── UnsupportedModelError                   unknown module, pooling mode or architecture
+    ├── InferenceError(RuntimeError)                ONNX Runtime failed while running a batch
+    ├── MissingExtraError(ImportError)              an optional extra is not installed
+    ├── OutputExistsError(FileExistsError)          `prepare` would overwrite a folder without --force
+    └── ValidationFailedError                       `prepare` quality gate failed; nothing published
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptModelError",
+    "FastembedAdapterError",
+    "InferenceError",
+    "InvalidInputError",
+    "MissingExtraError",
+    "ModelFolderError",
+    "ModelNotFoundError",
+    "OutputExistsError",
+    "UnsupportedModelError",
+    "ValidationFailedError",
+]
+
+
+class FastembedAdapterError(Exception):
+    """Base class of every error fastembed-adapter raises on purpose."""
+
+
+class InvalidInputError(FastembedAdapterError, ValueError, TypeError):
+    """An argument has the wrong type or value (None, an int, a list holding a non-str, ...)."""
+
+
+class ModelFolderError(FastembedAdapterError, OSError):
+    """The model folder (or hub repo) cannot be used as it is."""
+
+
+class ModelNotFoundError(ModelFolderError, FileNotFoundError):
+    """A model folder, a file inside it, or a hub repo does not exist."""
+
+
+class CorruptModelError(ModelFolderError):
+    """A file exists but is damaged: sha256 mismatch, truncated or unreadable ONNX/tokenizer."""
+
+
+class UnsupportedModelError(ModelFolderError):
+    """The model uses a module, pooling mode or architecture this library does not support."""
+
+
+class InferenceError(FastembedAdapterError, RuntimeError):
+    """ONNX Runtime failed while running a batch."""
+
+
+class MissingExtraError(FastembedAdapterError, ImportError):
+    """An optional dependency group (extra) is needed but not installed."""
+
+    def __init__(self, extra: str, missing: str) -> None:
+        super().__init__(
+            f"This feature needs the '{extra}' extra (could not import {missing!r}). "
+            f"Install it with: pip install 'fastembed-adapter[{extra}]'"
+        )
+        self.extra = extra
+        self.missing = missing
+
+
+class ValidationFailedError(FastembedAdapterError):
+    """`prepare` measured a model below its quality gate; the output folder was not published."""
+
+
+class OutputExistsError(FastembedAdapterError, FileExistsError):
+    """``prepare`` was asked to write over an existing folder without ``--force``."""

@@ -1,0 +1,268 @@
+"""The model folder on disk, read into frozen dataclasses.
+
+A folder is a sentence-transformers folder (``modules.json``, ``1_Pooling/config.json``,
+``sentence_bert_config.json``, ``config_sentence_transformers.json``, ``tokenizer.json``)
+plus ``onnx/*.onnx`` files and, when ``prepare`` wrote it, the manifest ``fastembed_adapter.json``.
+Unknown modules or pooling modes are rejected here rather than guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import CorruptModelError, ModelNotFoundError, UnsupportedModelError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "FileEntry",
+    "Manifest",
+    "ModelLayout",
+    "PoolingConfig",
+    "PoolingMode",
+    "file_sha256",
+    "read_json",
+    "read_layout",
+]
+
+MANIFEST_NAME = "fastembed_adapter.json"
+
+
+class PoolingMode(str, Enum):
+    """Pooling modes of sentence-transformers' ``Pooling`` module, in its concatenation order."""
+
+    CLS = "cls"
+    MAX = "max"
+    MEAN = "mean"
+    MEAN_SQRT_LEN = "mean_sqrt_len_tokens"
+    WEIGHTED_MEAN = "weightedmean"
+    LAST_TOKEN = "lasttoken"
+
+
+# config.json key of each mode, as ``Pooling.save`` writes it.
+_POOLING_KEYS = {
+    PoolingMode.CLS: "pooling_mode_cls_token",
+    PoolingMode.MAX: "pooling_mode_max_tokens",
+    PoolingMode.MEAN: "pooling_mode_mean_tokens",
+    PoolingMode.MEAN_SQRT_LEN: "pooling_mode_mean_sqrt_len_tokens",
+    PoolingMode.WEIGHTED_MEAN: "pooling_mode_weightedmean_tokens",
+    PoolingMode.LAST_TOKEN: "pooling_mode_lasttoken",
+}
+_SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object from ``path``, raising our errors for a missing or broken file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"Missing file {str(path)!r} in the model folder.") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptModelError(f"Cannot read {str(path)!r} as JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CorruptModelError(f"{str(path)!r} must hold a JSON object, found {type(data).__name__}.")
+    return data
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class PoolingConfig:
+    """What ``1_Pooling/config.json`` says: the modes (concatenated in this order) and ``include_prompt``."""
+
+    dimension: int
+    modes: tuple[PoolingMode, ...]
+    include_prompt: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.modes:
+            raise UnsupportedModelError("The pooling config enables no pooling mode.")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PoolingConfig:
+        """Build from the config dict: ``pooling_mode`` (str or list, ST >= 5) or the legacy boolean keys."""
+        named = data.get("pooling_mode")
+        if named is not None:
+            names = [named] if isinstance(named, str) else list(named)
+            try:
+                modes = [PoolingMode(name) for name in names]
+            except ValueError:
+                valid = ", ".join(mode.value for mode in PoolingMode)
+                raise UnsupportedModelError(f"Unknown pooling mode {named!r}. Valid modes: {valid}.") from None
+        else:
+            modes = [mode for mode, key in _POOLING_KEYS.items() if data.get(key, False)]
+            unknown = [
+                key
+                for key, value in data.items()
+                if key.startswith("pooling_mode_") and value and key not in _POOLING_KEYS.values()
+            ]
+            if unknown:
+                valid = ", ".join(_POOLING_KEYS.values())
+                raise UnsupportedModelError(f"Unknown pooling option(s) {unknown}. Valid options: {valid}.")
+        dimension = data.get("embedding_dimension", data.get("word_embedding_dimension"))
+        if not isinstance(dimension, int) or dimension < 1:
+            raise UnsupportedModelError(f"The pooling config has no valid embedding dimension: {dimension!r}.")
+        return cls(dimension=dimension, modes=tuple(modes), include_prompt=bool(data.get("include_prompt", True)))
+
+    @property
+    def output_dimension(self) -> int:
+        """Size of the pooled vector: one ``dimension`` per enabled mode."""
+        return self.dimension * len(self.modes)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file listed in the manifest."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``fastembed_adapter.json``: what ``prepare`` wrote and how to check it."""
+
+    files: Mapping[str, FileEntry]
+    default_file: str | None
+    target: str | None
+    data: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        """Parse the manifest at ``path``."""
+        data = read_json(path)
+        try:
+            files = {name: FileEntry(str(e["sha256"]), int(e["size"])) for name, e in data["files"].items()}
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise CorruptModelError(f"Manifest {str(path)!r} has no valid 'files' table: {exc!r}") from exc
+        return cls(
+            files=MappingProxyType(files),
+            default_file=data.get("default_file"),
+            target=data.get("target"),
+            data=MappingProxyType(data),
+        )
+
+    def verify(self, root: Path, name: str) -> None:
+        """Check size and sha256 of ``root/name`` against the manifest (files it does not list pass)."""
+        entry = self.files.get(name)
+        if entry is None:
+            return
+        path = root / name
+        size = path.stat().st_size
+        if size != entry.size or file_sha256(path) != entry.sha256:
+            raise CorruptModelError(
+                f"{str(path)!r} does not match the manifest ({size} bytes vs {entry.size} expected, "
+                "or a different sha256): the file is truncated or was changed. Re-run `prepare` "
+                "or re-download the model folder."
+            )
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """Everything the runtime needs to know about a model folder, read once."""
+
+    root: Path
+    pooling: PoolingConfig
+    normalize: bool
+    max_seq_length: int | None
+    do_lower_case: bool
+    prompts: Mapping[str, str]
+    default_prompt_name: str | None
+    similarity_fn_name: str | None
+    onnx_files: tuple[str, ...]
+    manifest: Manifest | None
+
+
+def _modules(root: Path) -> list[dict[str, Any]]:
+    path = root / "modules.json"
+    if not path.exists():
+        raise ModelNotFoundError(
+            f"{str(root)!r} has no modules.json, so it is not a sentence-transformers model folder. "
+            "Point at a folder written by `prepare` or by SentenceTransformer.save()."
+        )
+    try:
+        modules = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CorruptModelError(f"Cannot read {str(path)!r}: {exc}") from exc
+    if not isinstance(modules, list):
+        raise CorruptModelError(f"{str(path)!r} must hold a list of modules.")
+    return sorted(modules, key=lambda module: int(module.get("idx", 0)))
+
+
+def _max_seq_length(root: Path, transformer_dir: Path) -> tuple[int | None, bool]:
+    """``max_seq_length`` and ``do_lower_case`` the way sentence-transformers' Transformer resolves them."""
+    config: dict[str, Any] = {}
+    for candidate in (transformer_dir / "sentence_bert_config.json", root / "sentence_bert_config.json"):
+        if candidate.exists():
+            config = read_json(candidate)
+            break
+    max_len = config.get("max_seq_length")
+    if max_len is None:
+        # Same fallback as ST: min(model max positions, tokenizer model_max_length) when both are known.
+        limits = []
+        for name, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+            path = transformer_dir / name
+            value = read_json(path).get(key) if path.exists() else None
+            if isinstance(value, int) and 0 < value < 1_000_000:
+                limits.append(value)
+        max_len = min(limits) if limits else None
+    return (int(max_len) if max_len is not None else None), bool(config.get("do_lower_case", False))
+
+
+def read_layout(root: Path) -> ModelLayout:
+    """Read a model folder; raise ``ModelFolderError`` subclasses naming what is wrong."""
+    if not root.is_dir():
+        raise ModelNotFoundError(f"Model folder {str(root)!r} does not exist or is not a directory.")
+    pooling: PoolingConfig | None = None
+    normalize = False
+    transformer_dir = root
+    for module in _modules(root):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        if kind not in _SUPPORTED_MODULES:
+            raise UnsupportedModelError(
+                f"Module {module.get('type')!r} (modules.json entry {module.get('idx')}) is not supported. "
+                f"Supported modules: {', '.join(_SUPPORTED_MODULES)}."
+            )
+        path = root / str(module.get("path", ""))
+        if kind == "Transformer":
+            transformer_dir = path
+        elif kind == "Pooling":
+            pooling = PoolingConfig.from_json(read_json(path / "config.json"))
+        elif kind == "Normalize":
+            normalize = True
+    if pooling is None:
+        raise UnsupportedModelError(
+            f"{str(root / 'modules.json')!r} has no Pooling module; only sentence-embedding models are supported."
+        )
+    max_len, lower = _max_seq_length(root, transformer_dir)
+    st_config_path = root / "config_sentence_transformers.json"
+    st_config = read_json(st_config_path) if st_config_path.exists() else {}
+    prompts = st_config.get("prompts") or {}
+    onnx_dir = root / "onnx"
+    onnx_files = tuple(sorted(f"onnx/{p.name}" for p in onnx_dir.glob("*.onnx"))) if onnx_dir.is_dir() else ()
+    manifest_path = root / MANIFEST_NAME
+    return ModelLayout(
+        root=root,
+        pooling=pooling,
+        normalize=normalize,
+        max_seq_length=max_len,
+        do_lower_case=lower,
+        prompts=MappingProxyType({str(k): str(v) for k, v in prompts.items()}),
+        default_prompt_name=st_config.get("default_prompt_name"),
+        similarity_fn_name=st_config.get("similarity_fn_name"),
+        onnx_files=onnx_files,
+        manifest=Manifest.read(manifest_path) if manifest_path.exists() else None,
+    )

@@ -1,0 +1,54 @@
+"""A quick in-process benchmark for the report: batch-1 latency and batch-32 throughput per backend.
+
+The full side-by-side benchmark (fresh process per backend, interleaved, repeated) lives in ``bench/``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cpu import available_cpus
+from .texts import calibration_texts
+
+__all__ = ["quick_benchmark"]
+
+_QUERIES = 40
+_WARMUP = 5
+
+
+def _measure(encode: Callable[[Any], Any], queries: list[str], passages: list[str]) -> dict[str, float]:
+    for query in queries[:_WARMUP]:
+        encode(query)
+    latencies = []
+    for query in queries:
+        start = time.perf_counter()
+        encode(query)
+        latencies.append((time.perf_counter() - start) * 1e3)
+    start = time.perf_counter()
+    encode(passages)
+    elapsed = time.perf_counter() - start
+    return {
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p95_ms": float(np.percentile(latencies, 95)),
+        "throughput": len(passages) / elapsed,
+    }
+
+
+def quick_benchmark(model: Any, folder: Path, files: list[str], threads: int | None) -> dict[str, Any]:
+    """Measure PyTorch ``model`` and each ONNX file in ``folder`` on the same texts."""
+    from ..encoder import OnnxSentenceEncoder
+
+    texts = calibration_texts()
+    queries = [text for text in texts if len(text) < 120][:_QUERIES]
+    sentences = texts[:200]
+    backends = {"pytorch": _measure(lambda x: model.encode(x, batch_size=32), queries, sentences)}
+    for name in files:
+        encoder = OnnxSentenceEncoder(folder, file_name=name, threads=threads)
+        backends[name] = _measure(lambda x, e=encoder: e.encode(x, batch_size=32), queries, sentences)
+    return {"threads": threads or available_cpus(), "queries": len(queries), "texts": len(sentences),
+            "backends": backends}

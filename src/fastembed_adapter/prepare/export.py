@@ -1,0 +1,74 @@
+"""Export the transformer to FP32 ONNX with optimum's exporter, and fuse it with ORT's optimizer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import UnsupportedModelError
+
+__all__ = ["export_fp32", "optimize_fp32"]
+
+# ORT transformer-optimizer fusion family per HF model_type (others are exported unfused).
+_FUSION_TYPES = {
+    "bert": "bert",
+    "mpnet": "bert",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "distilbert": "bert",
+    "camembert": "bert",
+    "electra": "bert",
+}
+
+
+def _supported_types() -> list[str]:
+    from optimum.exporters.tasks import TasksManager
+
+    return sorted(TasksManager.get_supported_model_type_for_task("feature-extraction", exporter="onnx"))
+
+
+def export_fp32(transformer_dir: Path, output: Path, model_type: str) -> Path:
+    """Export ``transformer_dir`` (a HF model folder) to ``output/model.onnx``.
+
+    Inputs are those the model's forward takes (``input_ids``, ``attention_mask`` and
+    ``token_type_ids`` only when used), batch and sequence axes dynamic, output ``last_hidden_state``.
+    """
+    from optimum.exporters.onnx import main_export
+
+    supported = _supported_types()
+    if model_type not in supported:
+        raise UnsupportedModelError(
+            f"Architecture {model_type!r} cannot be exported to ONNX for feature extraction. "
+            f"Supported: {', '.join(supported)}."
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    # library_name="transformers": otherwise optimum detects the sentence-transformers folder and
+    # exports pooled outputs; we want per-token ``last_hidden_state`` and pool in our own code.
+    main_export(
+        str(transformer_dir),
+        output=str(output),
+        task="feature-extraction",
+        library_name="transformers",
+        device="cpu",
+        do_validation=False,
+    )
+    target = output / "model.onnx"
+    return target
+
+
+def optimize_fp32(source: Path, target: Path, model_type: str) -> dict[str, Any]:
+    """Apply ORT's transformer fusions (attention, skip-layer-norm, GELU) where the architecture allows.
+
+    Returns the fused-operator counts. Architectures without a fusion family are copied unchanged.
+    """
+    family = _FUSION_TYPES.get(model_type)
+    if family is None:
+        shutil.copyfile(source, target)
+        return {}
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(str(source), model_type=family, num_heads=0, hidden_size=0, opt_level=0)
+    optimized.save_model_to_file(str(target))
+    stats: dict[str, Any] = optimized.get_fused_operator_statistics()
+    return {name: count for name, count in stats.items() if count}

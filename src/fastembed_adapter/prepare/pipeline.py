@@ -1,0 +1,258 @@
+"""``prepare``: load → export → optimize → quantize → validate → benchmark → report → publish.
+
+Each stage is timed; ``progress`` (if given) is called with the stage name as each starts,
+so the CLI can draw a progress display. The output folder appears only when every gate passed.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cpu import QuantTarget, available_cpus, detect_target, int8_file_name
+from ..errors import InvalidInputError, ModelNotFoundError, ValidationFailedError
+from ..hub import FP32_FILE
+from ..layout import MANIFEST_NAME, read_layout
+from .bench import quick_benchmark
+from .export import export_fp32, optimize_fp32
+from .quantize import RECIPES, Recipe, quantize_int8
+from .report import write_reports
+from .texts import load_texts, validation_texts
+from .validate import Quality, QualityTarget, compare
+from .writer import WEIGHT_SUFFIXES, check_output, file_table, staging, write_json
+
+__all__ = ["STAGES", "PrepareOptions", "prepare_model"]
+
+STAGES = ("load", "export", "optimize", "validate", "quantize", "benchmark", "write")
+_VERSIONED = ("fastembed-adapter", "onnxruntime", "onnx", "torch", "transformers", "sentence-transformers",
+              "optimum", "optimum-onnx", "tokenizers", "numpy")
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Everything ``prepare`` can be told; validated when built."""
+
+    model: str
+    output: Path
+    quantize: str = "int8"
+    target: str = "auto"
+    max_seq_length: int | None = None
+    force: bool = False
+    revision: str | None = None
+    min_cosine_int8: float = 0.99
+    min_cosine_fp32: float = 0.9999
+    recipe: str | None = None
+    validation_texts: Path | None = None
+    benchmark: bool = True
+    threads: int | None = None
+    progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.quantize not in ("int8", "none"):
+            raise InvalidInputError(f"quantize must be 'int8' or 'none', got {self.quantize!r}.")
+        targets = ["auto", *(t.value for t in QuantTarget)]
+        if self.target not in targets:
+            raise InvalidInputError(f"Unknown target {self.target!r}. Valid targets: {', '.join(targets)}.")
+        if self.recipe is not None and self.recipe not in RECIPES:
+            raise InvalidInputError(f"Unknown recipe {self.recipe!r}. Valid recipes: {', '.join(RECIPES)}.")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise InvalidInputError(f"max_seq_length must be positive, got {self.max_seq_length}.")
+
+    def resolved_target(self) -> QuantTarget:
+        """The INT8 target: explicit, or this machine's."""
+        if self.target != "auto":
+            return QuantTarget(self.target)
+        target = detect_target()
+        if target is None:
+            raise InvalidInputError(
+                "This CPU has no INT8 target (needs AVX2, AVX-512 or arm64); use --quantize none."
+            )
+        return target
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _load_source(options: PrepareOptions) -> tuple[Path, str | None]:
+    """A local folder, or a full hub snapshot (honours HF_HUB_OFFLINE and the HF cache)."""
+    path = Path(options.model).expanduser()
+    if path.is_dir():
+        return path, None
+    if path.exists() or options.model.count("/") != 1:
+        raise ModelNotFoundError(f"Model {options.model!r} is neither a local folder nor a hub repo id.")
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(options.model, revision=options.revision))
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"Could not download {options.model!r} from the Hugging Face hub ({type(exc).__name__}: {exc})."
+        ) from exc
+    return folder, folder.name  # snapshot folders are named by commit hash
+
+
+class _Timer:
+    def __init__(self, progress: Callable[[str], None] | None) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.progress is not None:
+            self.progress(name)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def _encode_onnx(folder: Path, file_name: str, texts: list[str], threads: int | None) -> np.ndarray:
+    from ..encoder import OnnxSentenceEncoder
+
+    encoder = OnnxSentenceEncoder(folder, file_name=file_name, threads=threads)
+    return np.asarray(encoder.encode(texts, batch_size=32))
+
+
+def _gate_row(quality: Quality, gate: float) -> dict[str, Any]:
+    return {**quality.as_dict(), "gate": gate, "passed": quality.min_cosine >= gate}
+
+
+def prepare_model(options: PrepareOptions) -> dict[str, Any]:
+    """Run the whole pipeline; return the report. Raises ``ValidationFailedError`` when a gate fails."""
+    from sentence_transformers import SentenceTransformer
+
+    check_output(options.output, options.force)
+    target = options.resolved_target() if options.quantize == "int8" else None
+    timer = _Timer(options.progress)
+    texts = load_texts(options.validation_texts) if options.validation_texts else validation_texts()
+    with timer.stage("load"):
+        source, revision = _load_source(options)
+        read_layout(source)  # rejects unsupported modules/pooling before any heavy work
+        model = SentenceTransformer(str(source), device="cpu", backend="torch")
+        if options.max_seq_length is not None:
+            model.max_seq_length = options.max_seq_length
+        transformer = model[0]
+        model_type = str(transformer.auto_model.config.model_type)
+    with staging(options.output, options.force) as out:
+        model.save(str(out), create_model_card=False)
+        for weights in [p for p in out.rglob("*") if p.suffix in WEIGHT_SUFFIXES]:
+            weights.unlink()
+        with timer.stage("export"):
+            raw = export_fp32(Path(transformer_dir(source, model)), out / "onnx" / "_export", model_type)
+        with timer.stage("optimize"):
+            fusions = optimize_fp32(raw, out / FP32_FILE, model_type)
+            shutil.rmtree(raw.parent)
+        with timer.stage("validate"):
+            reference = np.asarray(model.encode(texts, batch_size=32, convert_to_numpy=True))
+            fp32_quality = compare(reference, _encode_onnx(out, FP32_FILE, texts, options.threads))
+        files = {FP32_FILE: _gate_row(fp32_quality, options.min_cosine_fp32)}
+        recipes: list[dict[str, Any]] = []
+        default_file, recipe_name = FP32_FILE, None
+        if target is not None:
+            with timer.stage("quantize"):
+                int8_name = int8_file_name(target)
+                chosen = _search_recipes(out, int8_name, target, options, texts, reference, recipes)
+            if chosen is None:
+                raise ValidationFailedError(_failure_message(options, recipes))
+            recipe_name, int8_quality = chosen
+            files[int8_name] = _gate_row(int8_quality, options.min_cosine_int8)
+            default_file = int8_name
+        if not files[FP32_FILE]["passed"]:
+            raise ValidationFailedError(
+                f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {fp32_quality.min_cosine:.6f} "
+                f"< {options.min_cosine_fp32}. Nothing was written."
+            )
+        bench: dict[str, Any] = {}
+        if options.benchmark:
+            with timer.stage("benchmark"):
+                bench = quick_benchmark(model, out, [FP32_FILE, *([default_file] if target else [])], options.threads)
+        with timer.stage("write"):
+            layout = read_layout(out)
+            report = {
+                "source": {"id": options.model, "revision": revision},
+                "output": str(options.output),
+                "target": target.value if target else None,
+                "recipe": recipe_name,
+                "default_file": default_file,
+                "model_type": model_type,
+                "fusions": fusions,
+                "dimension": layout.pooling.output_dimension,
+                "max_seq_length": layout.max_seq_length,
+                "pooling": [mode.value for mode in layout.pooling.modes],
+                "normalize": layout.normalize,
+                "validation": {"texts": len(texts), "files": files},
+                "recipes": recipes,
+                "benchmark": bench,
+                "timings": timer.timings,
+                "versions": _versions(),
+                "machine": {"cpus": available_cpus(), "isa": detect_target().value if detect_target() else None},
+            }
+            report["sizes"] = {name: (out / name).stat().st_size for name in files}
+            write_reports(out, report)
+            manifest = {
+                "schema_version": 1,
+                **{key: report[key] for key in ("source", "target", "recipe", "default_file", "dimension",
+                                                "max_seq_length", "pooling", "normalize", "versions")},
+                "validation": files,
+                "files": file_table(out),
+            }
+            write_json(out / MANIFEST_NAME, manifest)
+    return report
+
+
+def transformer_dir(source: Path, model: Any) -> Path:
+    """Folder of the Transformer module inside a sentence-transformers folder (``""`` → the root)."""
+    import json
+
+    modules = json.loads((source / "modules.json").read_text(encoding="utf-8"))
+    for module in modules:
+        if str(module.get("type", "")).endswith("Transformer"):
+            return source / str(module.get("path", ""))
+    raise ModelNotFoundError(f"{str(source)!r} has no Transformer module in modules.json.")
+
+
+def _search_recipes(
+    out: Path,
+    int8_name: str,
+    target: QuantTarget,
+    options: PrepareOptions,
+    texts: list[str],
+    reference: np.ndarray,
+    tried: list[dict[str, Any]],
+) -> tuple[str, Quality] | None:
+    """Try recipes fastest-first; keep the first whose INT8 file passes the gate."""
+    gate = QualityTarget(min_cosine=options.min_cosine_int8)
+    candidates: list[Recipe] = [RECIPES[options.recipe]] if options.recipe else list(RECIPES.values())
+    for recipe in candidates:
+        quantize_int8(out / FP32_FILE, out / int8_name, target, recipe)
+        quality = compare(reference, _encode_onnx(out, int8_name, texts, options.threads))
+        reasons = gate.failures(quality)
+        tried.append({"recipe": recipe.name, **quality.as_dict(), "size_bytes": (out / int8_name).stat().st_size,
+                      "result": "pass" if not reasons else "; ".join(reasons)})
+        if not reasons:
+            return recipe.name, quality
+    (out / int8_name).unlink(missing_ok=True)
+    return None
+
+
+def _failure_message(options: PrepareOptions, tried: list[dict[str, Any]]) -> str:
+    rows = ", ".join(f"{row['recipe']}: min cosine {row['min_cosine']:.4f}" for row in tried)
+    return (
+        f"No INT8 recipe reached min cosine {options.min_cosine_int8} against PyTorch ({rows}). "
+        f"Nothing was written to {str(options.output)!r}. Lower the gate with --min-cosine, or use --quantize none."
+    )

@@ -1,0 +1,81 @@
+"""INT8 quantization recipes for a CPU target, applied to the optimized FP32 graph.
+
+A recipe is a frozen description; ``RECIPES`` lists them fastest first, and ``prepare``
+keeps the first one whose INT8 file passes the validation gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cpu import QuantTarget
+
+__all__ = ["RECIPES", "Recipe", "quantize_int8"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to quantize: weight granularity and which MatMuls stay FP32."""
+
+    name: str
+    per_channel: bool = True
+    keep_fp32: str = "none"  # "none" | "ffn_down" | "ffn"
+    description: str = ""
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe("dynamic", description="dynamic INT8, per-channel weights, every MatMul"),
+        Recipe("dynamic-ffn-down-fp32", keep_fp32="ffn_down",
+               description="dynamic INT8, FFN output (down-projection) MatMuls kept FP32"),
+        Recipe("dynamic-ffn-fp32", keep_fp32="ffn", description="dynamic INT8, all FFN MatMuls kept FP32"),
+    )
+}
+
+
+def _reduce_range(target: QuantTarget) -> bool:
+    """7-bit weights where the CPU lacks VNNI/dot-product (u8*s8 pairs can saturate in VPMADDUBSW)."""
+    return target in (QuantTarget.AVX2, QuantTarget.AVX512)
+
+
+def _ffn_matmuls(model_path: Path, which: str) -> list[str]:
+    """Names of FFN MatMuls: weights (in, out) with out > in and out != 3*in (up), or in > out (down)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_path))
+    shapes = {init.name: numpy_helper.to_array(init).shape for init in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type != "MatMul" or len(node.input) < 2:
+            continue
+        shape = shapes.get(node.input[1])
+        if shape is None or len(shape) != 2:
+            continue
+        rows, cols = shape
+        is_down = rows > cols
+        is_up = cols > rows and cols != 3 * rows
+        if is_down or (which == "ffn" and is_up):
+            names.append(node.name)
+    return names
+
+
+def quantize_int8(source: Path, target_path: Path, target: QuantTarget, recipe: Recipe) -> None:
+    """Write ``target_path``: ``source`` quantized with ``recipe`` for ``target``."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    exclude = [] if recipe.keep_fp32 == "none" else _ffn_matmuls(source, recipe.keep_fp32)
+    quantize_dynamic(
+        str(source),
+        str(target_path),
+        weight_type=QuantType.QInt8,
+        per_channel=recipe.per_channel,
+        reduce_range=_reduce_range(target),
+        nodes_to_exclude=exclude,
+        op_types_to_quantize=["MatMul", "Attention"],
+        # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference.
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+    )

@@ -1,0 +1,71 @@
+"""``report.json`` (machine-readable) and ``REPORT.md`` (the same for people)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .writer import write_json
+
+__all__ = ["render_markdown", "write_reports"]
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown page."""
+    lines = [
+        f"# fastembed-adapter report: {report['source']['id']}",
+        "",
+        f"- output: `{report['output']}`",
+        f"- target: `{report['target']}`, recipe: `{report.get('recipe')}`, default file: `{report['default_file']}`",
+        f"- dimension {report['dimension']}, max_seq_length {report['max_seq_length']}, "
+        f"pooling {report['pooling']}, normalize {report['normalize']}",
+        "",
+        "## Validation against PyTorch `SentenceTransformer.encode()`",
+        "",
+        f"{report['validation']['texts']} built-in texts (queries, sentences, long passages, 20+ languages, code, "
+        "numbers/URLs).",
+        "",
+        "| file | min cosine | mean cosine | max abs error | top-10 agreement | gate | result |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in report["validation"]["files"].items():
+        lines.append(
+            f"| `{name}` | {_fmt(row['min_cosine'])} | {_fmt(row['mean_cosine'], 5)} | {_fmt(row['max_abs_error'], 5)} "
+            f"| {_fmt(row['topk_agreement'], 3)} | min cos ≥ {row['gate']} | {'pass' if row['passed'] else 'FAIL'} |"
+        )
+    if report.get("recipes"):
+        lines += ["", "## INT8 recipes tried (in order; the first that passes wins)", "",
+                  "| recipe | min cosine | mean cosine | top-10 | size MB | result |", "|---|---|---|---|---|---|"]
+        for row in report["recipes"]:
+            lines.append(
+                f"| {row['recipe']} | {_fmt(row['min_cosine'])} | {_fmt(row['mean_cosine'], 5)} "
+                f"| {_fmt(row['topk_agreement'], 3)} | {row['size_bytes'] / 1e6:.1f} | {row['result']} |"
+            )
+    bench = report.get("benchmark") or {}
+    if bench:
+        lines += ["", f"## Quick benchmark ({bench.get('threads')} threads, same process, one run)", "",
+                  "| backend | batch-1 p50 ms | batch-1 p95 ms | texts/s (batch 32) | vs PyTorch p50 |",
+                  "|---|---|---|---|---|"]
+        base = bench["backends"].get("pytorch", {}).get("p50_ms")
+        for name, row in bench["backends"].items():
+            ratio = f"{base / row['p50_ms']:.1f}x" if base else "-"
+            lines.append(
+                f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['throughput']:.0f} | {ratio} |"
+            )
+    lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {secs:.2f} |" for name, secs in report["timings"].items()]
+    lines += ["", "## Files", "", "| file | MB |", "|---|---|"]
+    lines += [f"| `{name}` | {size / 1e6:.2f} |" for name, size in report["sizes"].items()]
+    lines += ["", "## Versions", ""]
+    lines += [f"- {name} {version}" for name, version in report["versions"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(folder: Path, report: dict[str, Any]) -> None:
+    """Write ``report.json`` and ``REPORT.md`` into ``folder``."""
+    write_json(folder / "report.json", report)
+    (folder / "REPORT.md").write_text(render_markdown(report), encoding="utf-8")

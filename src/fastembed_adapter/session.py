@@ -1,0 +1,70 @@
+"""The only place an ONNX Runtime session is built or run; ORT errors are translated here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .cpu import available_cpus
+from .errors import CorruptModelError, InferenceError, InvalidInputError, ModelNotFoundError
+
+__all__ = ["TOKEN_OUTPUTS", "OnnxSession"]
+
+# Output names that carry per-token hidden states, most specific first.
+TOKEN_OUTPUTS = ("last_hidden_state", "token_embeddings")
+
+
+class OnnxSession:
+    """A CPU ``InferenceSession`` fed only the inputs its graph declares."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        """Build the session for ``path`` with ``threads`` intra-op threads (default: usable CPUs)."""
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise InvalidInputError(f"threads must be a positive int or None, got {threads!r}.")
+        if not path.is_file():
+            raise ModelNotFoundError(f"ONNX file {str(path)!r} does not exist.")
+        self.path = path
+        self.threads = threads or available_cpus()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only; we raise our own
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
+            raise CorruptModelError(
+                f"ONNX Runtime cannot load {str(path)!r}: {str(exc).strip().splitlines()[0][:300]}. "
+                "The file is truncated, corrupted or not an ONNX model; re-run `prepare`."
+            ) from exc
+        self.input_names = tuple(node.name for node in self._session.get_inputs())
+        outputs = [node.name for node in self._session.get_outputs()]
+        self.output_name = next((name for name in TOKEN_OUTPUTS if name in outputs), outputs[0])
+        if "input_ids" not in self.input_names:
+            raise CorruptModelError(
+                f"{str(path)!r} takes inputs {list(self.input_names)}, not 'input_ids': "
+                "it is not a transformer exported for feature extraction."
+            )
+
+    def run(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Run one batch and return the token embeddings ``(batch, seq, hidden)`` as float32."""
+        feeds = {}
+        for name in self.input_names:
+            value = features.get(name)
+            if value is None:
+                if name != "token_type_ids":
+                    raise InferenceError(f"The model needs input {name!r}, which the tokenizer did not produce.")
+                value = np.zeros_like(features["input_ids"])
+            feeds[name] = value
+        try:
+            (output,) = self._session.run([self.output_name], feeds)
+        except Exception as exc:
+            raise InferenceError(
+                f"ONNX Runtime failed on a batch of shape {features['input_ids'].shape}: "
+                f"{str(exc).strip().splitlines()[0][:300]}"
+            ) from exc
+        return np.asarray(output, dtype=np.float32)
