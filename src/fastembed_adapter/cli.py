@@ -24,26 +24,60 @@ def _env(name: str, default: Any = None) -> Any:
 
 
 def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=_env("MODEL"), required=_env("MODEL") is None,
-                        help="hub id (owner/name) or local sentence-transformers folder [env FEA_MODEL]")
-    parser.add_argument("--output", type=Path, default=_env("OUTPUT"),
-                        help="output folder (default: ./models/<model name>) [env FEA_OUTPUT]")
-    parser.add_argument("--quantize", choices=("int8", "none"), default=_env("QUANTIZE", "int8"),
-                        help="write an INT8 file besides the FP32 one (default int8) [env FEA_QUANTIZE]")
-    parser.add_argument("--target", choices=("auto", "avx512_vnni", "avx512", "avx2", "arm64"),
-                        default=_env("TARGET", "auto"),
-                        help="CPU the INT8 file is made for; auto = this machine [env FEA_TARGET]")
-    parser.add_argument("--max-seq-length", type=int, default=_env("MAX_SEQ_LENGTH"),
-                        help="truncate texts to N tokens (default: the model's own) [env FEA_MAX_SEQ_LENGTH]")
-    parser.add_argument("--min-cosine", type=float, default=float(_env("MIN_COSINE", 0.99)),
-                        help="INT8 gate: minimum per-text cosine vs PyTorch (default 0.99) [env FEA_MIN_COSINE]")
-    parser.add_argument("--recipe", default=_env("RECIPE"),
-                        help="force one INT8 recipe instead of trying them fastest-first [env FEA_RECIPE]")
-    parser.add_argument("--validation-texts", type=Path, default=_env("VALIDATION_TEXTS"),
-                        help="your own validation texts: one per line, or .jsonl with a 'text' field")
+    parser.add_argument(
+        "--model",
+        default=_env("MODEL"),
+        required=_env("MODEL") is None,
+        help="hub id (owner/name) or local sentence-transformers folder [env FEA_MODEL]",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=_env("OUTPUT"),
+        help="output folder (default: ./models/<model name>) [env FEA_OUTPUT]",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=("int8", "none"),
+        default=_env("QUANTIZE", "int8"),
+        help="write an INT8 file besides the FP32 one (default int8) [env FEA_QUANTIZE]",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("auto", "avx512_vnni", "avx512", "avx2", "arm64"),
+        default=_env("TARGET", "auto"),
+        help="CPU the INT8 file is made for; auto = this machine [env FEA_TARGET]",
+    )
+    parser.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=_env("MAX_SEQ_LENGTH"),
+        help="truncate texts to N tokens (default: the model's own) [env FEA_MAX_SEQ_LENGTH]",
+    )
+    parser.add_argument(
+        "--min-cosine",
+        type=float,
+        default=float(_env("MIN_COSINE", 0.99)),
+        help="INT8 gate: minimum per-text cosine vs PyTorch (default 0.99) [env FEA_MIN_COSINE]",
+    )
+    parser.add_argument(
+        "--recipe",
+        default=_env("RECIPE"),
+        help="force one INT8 recipe instead of trying them fastest-first [env FEA_RECIPE]",
+    )
+    parser.add_argument(
+        "--validation-texts",
+        type=Path,
+        default=_env("VALIDATION_TEXTS"),
+        help="your own validation texts: one per line, or .jsonl with a 'text' field",
+    )
     parser.add_argument("--revision", default=_env("REVISION"), help="hub revision (branch, tag, commit)")
-    parser.add_argument("--threads", type=int, default=_env("THREADS"),
-                        help="ONNX Runtime threads for validation (default: usable CPUs) [env FEA_THREADS]")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=_env("THREADS"),
+        help="ONNX Runtime threads for validation (default: usable CPUs) [env FEA_THREADS]",
+    )
     parser.add_argument("--no-benchmark", action="store_true", help="skip the quick benchmark in the report")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument("--json", action="store_true", help="print report.json instead of REPORT.md")
@@ -109,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     prepare = commands.add_parser(
-        "prepare", help="export, optimize, quantize and validate a sentence-transformers model",
+        "prepare",
+        help="export, optimize, quantize and validate a sentence-transformers model",
         description="Export a sentence-transformers model to ONNX, quantize it to INT8, validate it "
         "against PyTorch and write a self-describing model folder with REPORT.md.",
     )

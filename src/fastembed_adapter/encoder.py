@@ -39,7 +39,8 @@ def _check_texts(sentences: object) -> tuple[list[str], bool]:
                 f"sentences must be a str or a list of str, got {type(sentences).__name__}: {sentences!r:.80}."
             )
         return [sentences], True
-    texts = sentences.tolist() if isinstance(sentences, np.ndarray) else list(sentences)  # type: ignore[attr-defined]
+    items: Any = sentences
+    texts = items.tolist() if isinstance(items, np.ndarray) else list(items)
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidInputError(
@@ -112,7 +113,8 @@ class OnnxSentenceEncoder:
 
     def _warn_on_isa_mismatch(self) -> None:
         """Warn when an INT8 file made for VNNI runs on an x86 CPU without VNNI (it can saturate there)."""
-        if QuantTarget.AVX512_VNNI.value in self.file_name and detect_target() in (QuantTarget.AVX2, QuantTarget.AVX512):
+        no_vnni = detect_target() in (QuantTarget.AVX2, QuantTarget.AVX512)
+        if QuantTarget.AVX512_VNNI.value in self.file_name and no_vnni:
             warnings.warn(
                 f"{self.file_name} was quantized for AVX512-VNNI, which this CPU lacks; results may lose "
                 "accuracy. Re-run `prepare --target auto` on this machine.",
@@ -254,7 +256,7 @@ class OnnxSentenceEncoder:
         """Per-text outputs of one batch, as ST's encode loop builds them."""
         if output_value == "token_embeddings":
             rows = []
-            for tokens, mask in zip(features["token_embeddings"], features["attention_mask"]):
+            for tokens, mask in zip(features["token_embeddings"], features["attention_mask"], strict=True):
                 real = np.flatnonzero(mask)
                 rows.append(tokens[: (int(real[-1]) if len(real) else 0) + 1])
             return rows

@@ -20,9 +20,7 @@ def choose_onnx_file(available: Iterable[str], file_name: str | None, where: str
     files = sorted(set(available))
     if file_name is not None:
         if file_name not in files:
-            raise ModelNotFoundError(
-                f"{where} has no ONNX file {file_name!r}. Available: {files or 'none'}."
-            )
+            raise ModelNotFoundError(f"{where} has no ONNX file {file_name!r}. Available: {files or 'none'}.")
         return file_name
     target = detect_target()
     preferred = [int8_file_name(target)] if target is not None else []
@@ -47,9 +45,7 @@ def resolve_model(name_or_path: str | Path, file_name: str | None, revision: str
         return path, choose_onnx_file(files, file_name, str(path))
     name = str(name_or_path)
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
-        raise ModelNotFoundError(
-            f"Model {name!r} is neither a local folder nor a hub repo id ('owner/name')."
-        )
+        raise ModelNotFoundError(f"Model {name!r} is neither a local folder nor a hub repo id ('owner/name').")
     return _download(name, file_name, revision)
 
 

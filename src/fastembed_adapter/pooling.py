@@ -57,13 +57,15 @@ def pool(config: PoolingConfig, tokens: np.ndarray, mask: np.ndarray) -> np.ndar
             last = tokens.shape[1] - 1 - np.where(found == 0, tokens.shape[1] - 1, flipped.argmax(axis=1))
             outputs.append(tokens[rows, last] * mask_f[rows, last][:, None])
     pooled = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=-1)
-    return np.ascontiguousarray(pooled, dtype=np.float32)
+    result: np.ndarray = np.ascontiguousarray(pooled, dtype=np.float32)
+    return result
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """L2-normalise rows: ``x / max(||x||, 1e-12)`` like ``torch.nn.functional.normalize``."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, _NORM_EPS)).astype(np.float32, copy=False)
+    result: np.ndarray = (vectors / np.maximum(norms, _NORM_EPS)).astype(np.float32, copy=False)
+    return result
 
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
@@ -83,7 +85,7 @@ def quantize(embeddings: np.ndarray, precision: str) -> np.ndarray:
         starts = ranges[0, :]
         steps = (ranges[1, :] - ranges[0, :]) / 255
         steps = np.where(steps == 0, 1, steps)
-        q_vals = np.clip(np.floor((embeddings - starts) / steps), 0, 255)
+        q_vals: np.ndarray = np.clip(np.floor((embeddings - starts) / steps), 0, 255)
         return q_vals.astype(np.uint8) if precision == "uint8" else (q_vals - 128).astype(np.int8)
-    packed = np.packbits(embeddings > 0, axis=-1).reshape(embeddings.shape[0], -1)
+    packed: np.ndarray = np.packbits(embeddings > 0, axis=-1).reshape(embeddings.shape[0], -1)
     return (packed - 128).astype(np.int8) if precision == "binary" else packed

@@ -74,9 +74,7 @@ class TextTokenizer:
         if value is None:
             self.tokenizer.no_truncation()
         else:
-            self.tokenizer.enable_truncation(
-                value, strategy="longest_first", direction=self.truncation_side, stride=0
-            )
+            self.tokenizer.enable_truncation(value, strategy="longest_first", direction=self.truncation_side, stride=0)
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         """Tokenize a batch, padded to its longest text: int64 ``input_ids``, ``attention_mask``, ``token_type_ids``."""

@@ -49,6 +49,10 @@ def quick_benchmark(model: Any, folder: Path, files: list[str], threads: int | N
     backends = {"pytorch": _measure(lambda x: model.encode(x, batch_size=32), queries, sentences)}
     for name in files:
         encoder = OnnxSentenceEncoder(folder, file_name=name, threads=threads)
-        backends[name] = _measure(lambda x, e=encoder: e.encode(x, batch_size=32), queries, sentences)
-    return {"threads": threads or available_cpus(), "queries": len(queries), "texts": len(sentences),
-            "backends": backends}
+        backends[name] = _measure(encoder.encode, queries, sentences)
+    return {
+        "threads": threads or available_cpus(),
+        "queries": len(queries),
+        "texts": len(sentences),
+        "backends": backends,
+    }

@@ -6,6 +6,7 @@ so the CLI can draw a progress display. The output folder appears only when ever
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import shutil
 import time
@@ -33,8 +34,18 @@ from .writer import WEIGHT_SUFFIXES, check_output, file_table, staging, write_js
 __all__ = ["STAGES", "PrepareOptions", "prepare_model"]
 
 STAGES = ("load", "export", "optimize", "validate", "quantize", "benchmark", "write")
-_VERSIONED = ("fastembed-adapter", "onnxruntime", "onnx", "torch", "transformers", "sentence-transformers",
-              "optimum", "optimum-onnx", "tokenizers", "numpy")
+_VERSIONED = (
+    "fastembed-adapter",
+    "onnxruntime",
+    "onnx",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "optimum",
+    "optimum-onnx",
+    "tokenizers",
+    "numpy",
+)
 
 
 @dataclass(frozen=True)
@@ -73,19 +84,15 @@ class PrepareOptions:
             return QuantTarget(self.target)
         target = detect_target()
         if target is None:
-            raise InvalidInputError(
-                "This CPU has no INT8 target (needs AVX2, AVX-512 or arm64); use --quantize none."
-            )
+            raise InvalidInputError("This CPU has no INT8 target (needs AVX2, AVX-512 or arm64); use --quantize none.")
         return target
 
 
 def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _VERSIONED:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 
@@ -200,14 +207,26 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
                 "benchmark": bench,
                 "timings": timer.timings,
                 "versions": _versions(),
-                "machine": {"cpus": available_cpus(), "isa": detect_target().value if detect_target() else None},
+                "machine": {"cpus": available_cpus(), "isa": getattr(detect_target(), "value", None)},
             }
             report["sizes"] = {name: (out / name).stat().st_size for name in files}
             write_reports(out, report)
             manifest = {
                 "schema_version": 1,
-                **{key: report[key] for key in ("source", "target", "recipe", "default_file", "dimension",
-                                                "max_seq_length", "pooling", "normalize", "versions")},
+                **{
+                    key: report[key]
+                    for key in (
+                        "source",
+                        "target",
+                        "recipe",
+                        "default_file",
+                        "dimension",
+                        "max_seq_length",
+                        "pooling",
+                        "normalize",
+                        "versions",
+                    )
+                },
                 "validation": files,
                 "files": file_table(out),
             }
@@ -242,8 +261,14 @@ def _search_recipes(
         quantize_int8(out / FP32_FILE, out / int8_name, target, recipe)
         quality = compare(reference, _encode_onnx(out, int8_name, texts, options.threads))
         reasons = gate.failures(quality)
-        tried.append({"recipe": recipe.name, **quality.as_dict(), "size_bytes": (out / int8_name).stat().st_size,
-                      "result": "pass" if not reasons else "; ".join(reasons)})
+        tried.append(
+            {
+                "recipe": recipe.name,
+                **quality.as_dict(),
+                "size_bytes": (out / int8_name).stat().st_size,
+                "result": "pass" if not reasons else "; ".join(reasons),
+            }
+        )
         if not reasons:
             return recipe.name, quality
     (out / int8_name).unlink(missing_ok=True)

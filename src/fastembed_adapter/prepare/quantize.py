@@ -28,8 +28,11 @@ RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
         Recipe("dynamic", description="dynamic INT8, per-channel weights, every MatMul"),
-        Recipe("dynamic-ffn-down-fp32", keep_fp32="ffn_down",
-               description="dynamic INT8, FFN output (down-projection) MatMuls kept FP32"),
+        Recipe(
+            "dynamic-ffn-down-fp32",
+            keep_fp32="ffn_down",
+            description="dynamic INT8, FFN output (down-projection) MatMuls kept FP32",
+        ),
         Recipe("dynamic-ffn-fp32", keep_fp32="ffn", description="dynamic INT8, all FFN MatMuls kept FP32"),
     )
 }

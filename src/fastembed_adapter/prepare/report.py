@@ -38,8 +38,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(row['topk_agreement'], 3)} | min cos ≥ {row['gate']} | {'pass' if row['passed'] else 'FAIL'} |"
         )
     if report.get("recipes"):
-        lines += ["", "## INT8 recipes tried (in order; the first that passes wins)", "",
-                  "| recipe | min cosine | mean cosine | top-10 | size MB | result |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## INT8 recipes tried (in order; the first that passes wins)",
+            "",
+            "| recipe | min cosine | mean cosine | top-10 | size MB | result |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in report["recipes"]:
             lines.append(
                 f"| {row['recipe']} | {_fmt(row['min_cosine'])} | {_fmt(row['mean_cosine'], 5)} "
@@ -47,15 +52,17 @@ def render_markdown(report: dict[str, Any]) -> str:
             )
     bench = report.get("benchmark") or {}
     if bench:
-        lines += ["", f"## Quick benchmark ({bench.get('threads')} threads, same process, one run)", "",
-                  "| backend | batch-1 p50 ms | batch-1 p95 ms | texts/s (batch 32) | vs PyTorch p50 |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Quick benchmark ({bench.get('threads')} threads, same process, one run)",
+            "",
+            "| backend | batch-1 p50 ms | batch-1 p95 ms | texts/s (batch 32) | vs PyTorch p50 |",
+            "|---|---|---|---|---|",
+        ]
         base = bench["backends"].get("pytorch", {}).get("p50_ms")
         for name, row in bench["backends"].items():
             ratio = f"{base / row['p50_ms']:.1f}x" if base else "-"
-            lines.append(
-                f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['throughput']:.0f} | {ratio} |"
-            )
+            lines.append(f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['throughput']:.0f} | {ratio} |")
     lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {secs:.2f} |" for name, secs in report["timings"].items()]
     lines += ["", "## Files", "", "| file | MB |", "|---|---|"]

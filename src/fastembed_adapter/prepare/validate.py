@@ -46,7 +46,8 @@ class QualityTarget:
 
 def _unit(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    unit: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return unit
 
 
 def _neighbours(unit: np.ndarray, k: int) -> np.ndarray:
@@ -63,7 +64,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> Qualit
     cosines = np.sum(ref * cand, axis=1)
     k = max(1, min(k, len(ref) - 1))
     ref_nn, cand_nn = _neighbours(ref, k), _neighbours(cand, k)
-    overlap = [len(set(a) & set(b)) / k for a, b in zip(ref_nn.tolist(), cand_nn.tolist())]
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(ref_nn.tolist(), cand_nn.tolist(), strict=True)]
     return Quality(
         min_cosine=float(cosines.min()),
         mean_cosine=float(cosines.mean()),
