@@ -21,8 +21,13 @@ class QuantTarget(str, Enum):
 
 
 def int8_file_name(target: QuantTarget) -> str:
-    """Relative path of the INT8 file for ``target``, as sentence-transformers' ``quantize.py`` names it."""
-    return f"onnx/model_qint8_{target.value}.onnx"
+    """Relative path of the INT8 file for ``target``, as sentence-transformers' ``quantize.py`` names it.
+
+    AVX2 gets unsigned weights (``quint8``), like optimum's ``avx2`` config: u8 x u8 products
+    cannot saturate the 16-bit intermediate sums of AVX2's ``vpmaddubsw``.
+    """
+    kind = "quint8" if target is QuantTarget.AVX2 else "qint8"
+    return f"onnx/model_{kind}_{target.value}.onnx"
 
 
 def _cpu_flags() -> set[str]:

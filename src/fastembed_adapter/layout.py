@@ -89,7 +89,7 @@ class PoolingConfig:
 
     def __post_init__(self) -> None:
         if not self.modes:
-            raise UnsupportedModelError("The pooling config enables no pooling mode.")
+            raise UnsupportedModelError("The pooling config names no pooling mode.")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PoolingConfig:
@@ -112,6 +112,7 @@ class PoolingConfig:
             if unknown:
                 valid = ", ".join(_POOLING_KEYS.values())
                 raise UnsupportedModelError(f"Unknown pooling option(s) {unknown}. Valid options: {valid}.")
+            modes = modes or [PoolingMode.MEAN]  # ST's Pooling default when no mode is set
         dimension = data.get("embedding_dimension", data.get("word_embedding_dimension"))
         if not isinstance(dimension, int) or dimension < 1:
             raise UnsupportedModelError(f"The pooling config has no valid embedding dimension: {dimension!r}.")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, normalizers
 
 from .errors import CorruptModelError, InvalidInputError, ModelNotFoundError
 from .layout import read_json
@@ -48,6 +48,8 @@ class TextTokenizer:
         special_map_path = folder / "special_tokens_map.json"
         special_map = read_json(special_map_path) if special_map_path.exists() else {}
         self.do_lower_case = do_lower_case
+        if do_lower_case:
+            self._prepend_lowercase()
         self.padding_side = str(config.get("padding_side", "right"))
         self.truncation_side = str(config.get("truncation_side", "right"))
         pad_token = _token_text(config.get("pad_token")) or _token_text(special_map.get("pad_token"))
@@ -60,6 +62,17 @@ class TextTokenizer:
         self.tokenizer.no_padding()
         self._max_seq_length: int | None = None
         self.max_seq_length = max_seq_length
+
+    def _prepend_lowercase(self) -> None:
+        """``do_lower_case``: prepend a ``Lowercase`` normalizer unless one is there, as ST's Transformer does."""
+        current = self.tokenizer.normalizer
+        if isinstance(current, normalizers.Lowercase) or (
+            isinstance(current, normalizers.Sequence)
+            and any(isinstance(current[i], normalizers.Lowercase) for i in range(len(current)))
+        ):
+            return
+        parts = [normalizers.Lowercase()] + ([current] if current is not None else [])
+        self.tokenizer.normalizer = normalizers.Sequence(parts)
 
     @property
     def max_seq_length(self) -> int | None:
@@ -78,8 +91,6 @@ class TextTokenizer:
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         """Tokenize a batch, padded to its longest text: int64 ``input_ids``, ``attention_mask``, ``token_type_ids``."""
-        if self.do_lower_case:
-            texts = [text.lower() for text in texts]
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=True)
         width = max((len(enc.ids) for enc in encodings), default=0)
         batch = len(encodings)

@@ -38,11 +38,6 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def _reduce_range(target: QuantTarget) -> bool:
-    """7-bit weights where the CPU lacks VNNI/dot-product (u8*s8 pairs can saturate in VPMADDUBSW)."""
-    return target in (QuantTarget.AVX2, QuantTarget.AVX512)
-
-
 def _ffn_matmuls(model_path: Path, which: str) -> list[str]:
     """Names of FFN MatMuls: weights (in, out) with out > in and out != 3*in (up), or in > out (down)."""
     import onnx
@@ -74,9 +69,10 @@ def quantize_int8(source: Path, target_path: Path, target: QuantTarget, recipe: 
     quantize_dynamic(
         str(source),
         str(target_path),
-        weight_type=QuantType.QInt8,
+        # Same weight types as optimum's configs (sentence-transformers' files): QUInt8 on AVX2.
+        weight_type=QuantType.QUInt8 if target is QuantTarget.AVX2 else QuantType.QInt8,
         per_channel=recipe.per_channel,
-        reduce_range=_reduce_range(target),
+        reduce_range=False,
         nodes_to_exclude=exclude,
         op_types_to_quantize=["MatMul", "Attention"],
         # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference.
