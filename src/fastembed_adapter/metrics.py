@@ -1,0 +1,152 @@
+"""Prometheus metrics of the encoder: per-stage durations, sizes, cache and error counters.
+
+Collectors are created once per ``CollectorRegistry`` and shared by every encoder that uses
+it (label ``model``), so two encoders in one process never collide. ``metrics=False``
+gives a no-op recorder.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+
+__all__ = ["PREFIX", "EncoderMetrics", "start_metrics_server"]
+
+PREFIX = "fastembed_adapter"
+STAGES = ("tokenize", "inference", "pooling", "encode")
+# 10 µs .. ~10 s, roughly x2.5 per bucket: a cache hit is tens of µs, a long batch seconds.
+DURATION_BUCKETS = (
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+COUNT_BUCKETS = tuple(float(2**i) for i in range(0, 11))  # 1 .. 1024 texts
+TOKEN_BUCKETS = tuple(float(2**i) for i in range(2, 17))  # 4 .. 65536 tokens
+
+
+@dataclass(frozen=True)
+class _Collectors:
+    stage_seconds: dict[str, Histogram]
+    texts: Histogram
+    batch_size: Histogram
+    tokens: Histogram
+    cache_hits: Counter
+    cache_misses: Counter
+    errors: Counter
+
+
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, _Collectors] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def _collectors(registry: CollectorRegistry) -> _Collectors:
+    with _LOCK:
+        found = _BY_REGISTRY.get(registry)
+        if found is None:
+            labels = ["model"]
+            found = _Collectors(
+                stage_seconds={
+                    stage: Histogram(
+                        f"{PREFIX}_{stage}_seconds",
+                        f"Time spent in the {stage} stage, per call",
+                        labels,
+                        registry=registry,
+                        buckets=DURATION_BUCKETS,
+                    )
+                    for stage in STAGES
+                },
+                texts=Histogram(
+                    f"{PREFIX}_texts_per_call",
+                    "Texts per encode() call",
+                    labels,
+                    registry=registry,
+                    buckets=COUNT_BUCKETS,
+                ),
+                batch_size=Histogram(
+                    f"{PREFIX}_batch_size",
+                    "Texts per ONNX Runtime batch",
+                    labels,
+                    registry=registry,
+                    buckets=COUNT_BUCKETS,
+                ),
+                tokens=Histogram(
+                    f"{PREFIX}_tokens_per_batch",
+                    "Padded tokens per ONNX Runtime batch",
+                    labels,
+                    registry=registry,
+                    buckets=TOKEN_BUCKETS,
+                ),
+                cache_hits=Counter(f"{PREFIX}_cache_hits", "Embedding cache hits", labels, registry=registry),
+                cache_misses=Counter(f"{PREFIX}_cache_misses", "Embedding cache misses", labels, registry=registry),
+                errors=Counter(
+                    f"{PREFIX}_errors", "encode() errors by exception type", ["model", "type"], registry=registry
+                ),
+            )
+            _BY_REGISTRY[registry] = found
+        return found
+
+
+class EncoderMetrics:
+    """Records one encoder's measurements under its ``model`` label (no-op when disabled)."""
+
+    def __init__(self, model: str, registry: CollectorRegistry | None = None, enabled: bool = True) -> None:
+        """Attach to ``registry`` (default: prometheus_client's global one)."""
+        self.model = model
+        self._c = _collectors(registry if registry is not None else REGISTRY) if enabled else None
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        """Observe the duration of the ``with`` body in ``<prefix>_<stage>_seconds``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._c is not None:
+                self._c.stage_seconds[stage].labels(self.model).observe(time.perf_counter() - start)
+
+    def call(self, texts: int, hits: int, misses: int) -> None:
+        """One encode() call: its size and cache outcome."""
+        if self._c is not None:
+            self._c.texts.labels(self.model).observe(texts)
+            if hits:
+                self._c.cache_hits.labels(self.model).inc(hits)
+            if misses:
+                self._c.cache_misses.labels(self.model).inc(misses)
+
+    def batch(self, size: int, tokens: int) -> None:
+        """One ONNX Runtime batch."""
+        if self._c is not None:
+            self._c.batch_size.labels(self.model).observe(size)
+            self._c.tokens.labels(self.model).observe(tokens)
+
+    def error(self, exc: BaseException) -> None:
+        """Count a failed call by exception class name."""
+        if self._c is not None:
+            self._c.errors.labels(self.model, type(exc).__name__).inc()
+
+
+def start_metrics_server(port: int, addr: str = "0.0.0.0", registry: CollectorRegistry | None = None) -> None:
+    """Serve ``/metrics`` on ``addr:port`` from a daemon thread (for scripts without ``serve``)."""
+    start_http_server(port, addr=addr, registry=registry if registry is not None else REGISTRY)

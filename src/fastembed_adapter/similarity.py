@@ -1,0 +1,89 @@
+"""Similarity functions in numpy, with sentence-transformers' names and formulas.
+
+``cosine``, ``dot``, ``euclidean`` (negative L2 distance) and ``manhattan`` (negative L1
+distance), as a matrix (every row of ``a`` against every row of ``b``; 1-D inputs count as one
+row) or pairwise (row ``i`` of ``a`` against row ``i`` of ``b``). Results are float32 numpy
+arrays where sentence-transformers returns torch tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+__all__ = ["SimilarityFunction", "pairwise_similarity_fn", "similarity_fn"]
+
+_EPS = 1e-12
+
+Similarity = Callable[[Any, Any], np.ndarray]
+
+
+class SimilarityFunction(str, Enum):
+    """The similarity functions sentence-transformers models declare in their config."""
+
+    COSINE = "cosine"
+    DOT = "dot"
+    EUCLIDEAN = "euclidean"
+    MANHATTAN = "manhattan"
+
+    @classmethod
+    def parse(cls, value: str | SimilarityFunction) -> SimilarityFunction:
+        """The enum member for ``value`` (``dot_product`` accepted as ``dot``)."""
+        if isinstance(value, SimilarityFunction):
+            return value
+        try:
+            return cls("dot" if value == "dot_product" else value)
+        except ValueError:
+            valid = ", ".join(member.value for member in cls)
+            raise InvalidInputError(f"Unknown similarity function {value!r}. Valid: {valid}.") from None
+
+
+def _matrix(x: Any) -> np.ndarray:
+    array = np.asarray(x, dtype=np.float32)
+    return array[None, :] if array.ndim == 1 else array
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    result: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), _EPS)
+    return result
+
+
+def _cdist(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
+    diff = np.abs(a[:, None, :] - b[None, :, :])
+    result: np.ndarray = diff.sum(-1) if p == 1 else np.sqrt((diff * diff).sum(-1))
+    return result
+
+
+_MATRIX: dict[SimilarityFunction, Similarity] = {
+    SimilarityFunction.COSINE: lambda a, b: _unit(_matrix(a)) @ _unit(_matrix(b)).T,
+    SimilarityFunction.DOT: lambda a, b: _matrix(a) @ _matrix(b).T,
+    SimilarityFunction.EUCLIDEAN: lambda a, b: -_cdist(_matrix(a), _matrix(b), 2),
+    SimilarityFunction.MANHATTAN: lambda a, b: -_cdist(_matrix(a), _matrix(b), 1),
+}
+
+
+def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+
+
+_PAIRWISE: dict[SimilarityFunction, Similarity] = {
+    SimilarityFunction.COSINE: lambda a, b: np.sum(np.multiply(*map(_unit, _pair(a, b))), axis=-1),
+    SimilarityFunction.DOT: lambda a, b: np.sum(np.multiply(*_pair(a, b)), axis=-1),
+    SimilarityFunction.EUCLIDEAN: lambda a, b: -np.sqrt(np.sum(np.subtract(*_pair(a, b)) ** 2, axis=-1)),
+    SimilarityFunction.MANHATTAN: lambda a, b: -np.sum(np.abs(np.subtract(*_pair(a, b))), axis=-1),
+}
+
+
+def similarity_fn(name: str | SimilarityFunction) -> Similarity:
+    """The matrix similarity function called ``name``."""
+    return _MATRIX[SimilarityFunction.parse(name)]
+
+
+def pairwise_similarity_fn(name: str | SimilarityFunction) -> Similarity:
+    """The pairwise similarity function called ``name``."""
+    return _PAIRWISE[SimilarityFunction.parse(name)]
