@@ -21,6 +21,7 @@ class Recipe:
     name: str
     per_channel: bool = True
     keep_fp32: str = "none"  # "none" | "ffn_down" | "ffn"
+    per_token: bool = False
     description: str = ""
 
 
@@ -28,6 +29,11 @@ RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
         Recipe("dynamic", description="dynamic INT8, per-channel weights, every MatMul"),
+        Recipe(
+            "per-token",
+            per_token=True,
+            description="INT8 with one activation scale per token (MatMulIntegerToFloat), per-channel weights",
+        ),
         Recipe(
             "dynamic-ffn-down-fp32",
             keep_fp32="ffn_down",
@@ -66,6 +72,11 @@ def quantize_int8(source: Path, target_path: Path, target: QuantTarget, recipe: 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     exclude = [] if recipe.keep_fp32 == "none" else _ffn_matmuls(source, recipe.keep_fp32)
+    if recipe.per_token:
+        from .pertoken import quantize_per_token
+
+        quantize_per_token(source, target_path, exclude)
+        return
     quantize_dynamic(
         str(source),
         str(target_path),

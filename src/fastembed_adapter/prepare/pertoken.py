@@ -1,0 +1,106 @@
+"""Per-token INT8: each token row of a MatMul's input gets its own activation scale.
+
+Plain dynamic quantization uses one activation scale for the whole padded batch tensor, so an
+outlier token (or text) wrecks the precision of every other row. Here every MatMul with a
+constant FP32 weight ``W (K, N)`` becomes::
+
+    scale  = max(ReduceMax(|X|, last axis), eps) / 127          # (..., 1), one per token
+    Xq     = QuantizeLinear(X * (1 / scale), 1.0, 128)          # uint8, zero point 128
+    Y      = MatMulIntegerToFloat(Xq, Wq, scale, w_scale, 128)  # com.microsoft, MLAS u8s8 GEMM
+
+with ``Wq`` int8 symmetric per output channel (``w_scale (N,)``). ``MatMulIntegerToFloat``
+multiplies the int32 product by ``scale * w_scale`` (the per-token factor broadcast over the
+output). The uint8 activation side matters: ORT's int8-activation path is ~10x slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+__all__ = ["quantize_per_token"]
+
+_MS_DOMAIN = "com.microsoft"
+_CONSTS: dict[str, np.ndarray] = {
+    "fea_pt_axes": np.array([-1], np.int64),
+    "fea_pt_inv127": np.array(1 / 127.0, np.float32),
+    "fea_pt_eps": np.array(1e-8, np.float32),
+    "fea_pt_one": np.array(1.0, np.float32),
+    "fea_pt_zp": np.array(128, np.uint8),
+}
+
+
+def _weight_of(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) -> onnx.TensorProto | None:
+    if node.op_type != "MatMul" or len(node.input) != 2:
+        return None
+    weight = weights.get(node.input[1])
+    if weight is None or len(weight.dims) != 2 or weight.data_type != TensorProto.FLOAT:
+        return None
+    return weight
+
+
+def _reduce_max(x: str, out: str, name: str, opset: int) -> onnx.NodeProto:
+    """ReduceMax over the last axis, keepdims; ``axes`` is an input from opset 18, an attribute before."""
+    if opset >= 18:
+        return helper.make_node("ReduceMax", [x, "fea_pt_axes"], [out], keepdims=1, name=name)
+    return helper.make_node("ReduceMax", [x], [out], axes=[-1], keepdims=1, name=name)
+
+
+def _rewrite(
+    node: onnx.NodeProto, weight: np.ndarray, opset: int
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    w_scale = (np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0).astype(np.float32)
+    w_q = np.clip(np.round(weight / w_scale), -127, 127).astype(np.int8)
+    p = f"{node.name or node.output[0]}/fea_pt"
+    x = node.input[0]
+    nodes = [
+        helper.make_node("Abs", [x], [f"{p}/abs"], name=f"{p}/Abs"),
+        _reduce_max(f"{p}/abs", f"{p}/amax", f"{p}/ReduceMax", opset),
+        helper.make_node("Mul", [f"{p}/amax", "fea_pt_inv127"], [f"{p}/s0"], name=f"{p}/MulScale"),
+        helper.make_node("Max", [f"{p}/s0", "fea_pt_eps"], [f"{p}/scale"], name=f"{p}/Max"),
+        helper.make_node("Reciprocal", [f"{p}/scale"], [f"{p}/inv"], name=f"{p}/Reciprocal"),
+        helper.make_node("Mul", [x, f"{p}/inv"], [f"{p}/xs"], name=f"{p}/MulX"),
+        helper.make_node("QuantizeLinear", [f"{p}/xs", "fea_pt_one", "fea_pt_zp"], [f"{p}/xq"], name=f"{p}/Quantize"),
+        helper.make_node(
+            "MatMulIntegerToFloat",
+            [f"{p}/xq", f"{p}/wq", f"{p}/scale", f"{p}/ws", "fea_pt_zp"],
+            list(node.output),
+            domain=_MS_DOMAIN,
+            name=f"{p}/MatMulIntegerToFloat",
+        ),
+    ]
+    return nodes, [numpy_helper.from_array(w_q, f"{p}/wq"), numpy_helper.from_array(w_scale, f"{p}/ws")]
+
+
+def quantize_per_token(source: Path, target: Path, exclude: Collection[str] = ()) -> int:
+    """Rewrite every constant-weight MatMul of ``source`` (except ``exclude``) into ``target``; return the count."""
+    model = onnx.load(str(source))
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    nodes: list[onnx.NodeProto] = []
+    added: list[onnx.TensorProto] = []
+    for node in graph.node:
+        weight = _weight_of(node, weights)
+        if weight is None or node.name in exclude:
+            nodes.append(node)
+            continue
+        new_nodes, new_inits = _rewrite(node, numpy_helper.to_array(weight), opset)
+        nodes += new_nodes
+        added += new_inits
+    count = sum(node.op_type == "MatMulIntegerToFloat" for node in nodes)
+    used = {name for node in nodes for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    added += [numpy_helper.from_array(value, name) for name, value in _CONSTS.items()]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + added)
+    if not any(opset.domain == _MS_DOMAIN for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
+    onnx.save(model, str(target))
+    return count
