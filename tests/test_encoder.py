@@ -1,0 +1,390 @@
+"""OnnxSentenceEncoder vs SentenceTransformer.encode on the same tiny random models (FP32 file)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import (
+    ARCHITECTURES,
+    FP32_FILE,
+    FP32_MAX_ABS,
+    MAX_SEQ_LENGTH,
+    POOLING_MODES,
+    TEXTS,
+    TinySpec,
+    assert_close_fp32,
+    int8_file,
+)
+from fastembed_adapter import (
+    CorruptModelError,
+    InvalidInputError,
+    ModelNotFoundError,
+    OnnxSentenceEncoder,
+    UnsupportedModelError,
+)
+from fastembed_adapter.layout import MANIFEST_NAME
+
+SPECS = [TinySpec(arch, mode, normalize=mode == "mean") for arch in ARCHITECTURES for mode in POOLING_MODES] + [
+    TinySpec("bert", "mean", normalize=False)
+]
+BASE_SPECS = [TinySpec(arch) for arch in ARCHITECTURES]
+LONG_TEXT = " ".join(["the old lighthouse keeper noticed a strange light over the harbour"] * 40)
+PROMPTS = {"query": "query: ", "document": "passage: "}
+INPUTS = {
+    "str": TEXTS[0],
+    "list": TEXTS,
+    "tuple": tuple(TEXTS[:3]),
+    "ndarray": np.array(TEXTS[:4]),
+    "empty_list": [],
+    "empty_string": "",
+    "empty_string_in_list": ["", TEXTS[1]],
+    "long_text": [LONG_TEXT, TEXTS[1]],
+    "whitespace": ["  padded text with spaces  ", "\ttabbed\n", " "],
+}
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_model, st_models):
+    """Factory: (SentenceTransformer, OnnxSentenceEncoder on the FP32 file) for a spec."""
+    cache = {}
+
+    def get(spec: TinySpec):
+        if spec.name not in cache:
+            source, onnx_dir = tiny_model(spec)
+            cache[spec.name] = (st_models(source), OnnxSentenceEncoder(onnx_dir, file_name=FP32_FILE, threads=1))
+        return cache[spec.name]
+
+    return get
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("kind", list(INPUTS))
+def test_parity_per_input_kind(pair, spec, kind):
+    st, ours = pair(spec)
+    sentences = INPUTS[kind]
+    assert_close_fp32(ours.encode(sentences), st.encode(sentences))
+
+
+@pytest.mark.parametrize("spec", BASE_SPECS, ids=lambda s: s.name)
+def test_shapes_and_dtype(pair, spec):
+    st, ours = pair(spec)
+    single, batch, empty = ours.encode(TEXTS[0]), ours.encode(TEXTS), ours.encode([])
+    assert single.shape == (32,) and single.dtype == np.float32
+    assert batch.shape == (len(TEXTS), 32) and batch.dtype == np.float32
+    ref_empty = st.encode([])
+    assert empty.shape == ref_empty.shape == (0,)
+    assert empty.dtype == ref_empty.dtype
+    assert ours.get_sentence_embedding_dimension() == st.get_embedding_dimension()
+    assert ours.max_seq_length == st.max_seq_length == MAX_SEQ_LENGTH
+
+
+@pytest.mark.parametrize("spec", BASE_SPECS, ids=lambda s: s.name)
+def test_long_text_is_truncated(pair, spec):
+    st, ours = pair(spec)
+    tokens = ours.encode(LONG_TEXT, output_value="token_embeddings")
+    assert len(tokens) == MAX_SEQ_LENGTH == len(st.encode(LONG_TEXT, output_value="token_embeddings"))
+    # Everything past the limit is cut: appending more text changes nothing.
+    np.testing.assert_allclose(ours.encode(LONG_TEXT + " more words"), ours.encode(LONG_TEXT), atol=FP32_MAX_ABS)
+
+
+@pytest.mark.parametrize("spec", BASE_SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_batch_size(pair, spec, batch_size):
+    st, ours = pair(spec)
+    assert_close_fp32(ours.encode(TEXTS, batch_size=batch_size), st.encode(TEXTS, batch_size=batch_size))
+
+
+@pytest.mark.parametrize("normalize_embeddings", [True, False])
+def test_normalize_embeddings(pair, normalize_embeddings):
+    st, ours = pair(TinySpec("bert", "cls", normalize=False))
+    ref = st.encode(TEXTS, normalize_embeddings=normalize_embeddings)
+    got = ours.encode(TEXTS, normalize_embeddings=normalize_embeddings)
+    assert_close_fp32(got, ref)
+    norms = np.linalg.norm(got, axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5) == normalize_embeddings
+
+
+@pytest.mark.parametrize("sentences", [TEXTS, TEXTS[0], []], ids=["list", "str", "empty"])
+def test_convert_to_tensor(pair, sentences):
+    import torch
+
+    st, ours = pair(TinySpec("bert"))
+    ref, got = st.encode(sentences, convert_to_tensor=True), ours.encode(sentences, convert_to_tensor=True)
+    assert isinstance(got, torch.Tensor)
+    assert got.shape == ref.shape and got.dtype == ref.dtype
+    assert_close_fp32(got.numpy(), ref.numpy())
+
+
+def test_convert_to_numpy_false_gives_list(pair):
+    st, ours = pair(TinySpec("bert"))
+    ref, got = st.encode(TEXTS[:3], convert_to_numpy=False), ours.encode(TEXTS[:3], convert_to_numpy=False)
+    assert isinstance(got, list) and len(got) == len(ref) == 3
+    for row, ref_row in zip(got, ref, strict=True):
+        assert_close_fp32(np.asarray(row), ref_row.numpy())
+
+
+@pytest.mark.parametrize("spec", BASE_SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("truncate_dim", [1, 8, 32, 64])
+def test_truncate_dim_argument(pair, spec, truncate_dim):
+    st, ours = pair(spec)
+    got = ours.encode(TEXTS, truncate_dim=truncate_dim)
+    assert got.shape == (len(TEXTS), min(truncate_dim, 32))
+    assert_close_fp32(got, st.encode(TEXTS, truncate_dim=truncate_dim))
+
+
+def test_truncate_dim_constructor(tiny_model, st_models):
+    from sentence_transformers import SentenceTransformer
+
+    source, onnx_dir = tiny_model(TinySpec("bert"))
+    st = SentenceTransformer(str(source), device="cpu", truncate_dim=8)
+    ours = OnnxSentenceEncoder(onnx_dir, file_name=FP32_FILE, threads=1, truncate_dim=8)
+    assert ours.get_sentence_embedding_dimension() == st.get_embedding_dimension() == 8
+    assert_close_fp32(ours.encode(TEXTS), st.encode(TEXTS))
+    # an explicit argument wins over the constructor's
+    assert_close_fp32(ours.encode(TEXTS, truncate_dim=4), st.encode(TEXTS, truncate_dim=4))
+
+
+@pytest.mark.parametrize("spec", BASE_SPECS, ids=lambda s: s.name)
+def test_token_embeddings(pair, spec):
+    st, ours = pair(spec)
+    texts = [*TEXTS, LONG_TEXT]
+    ref, got = st.encode(texts, output_value="token_embeddings"), ours.encode(texts, output_value="token_embeddings")
+    assert isinstance(got, list) and len(got) == len(ref)
+    for row, ref_row in zip(got, ref, strict=True):
+        assert len(row) == len(ref_row)
+        assert_close_fp32(np.asarray(row), ref_row.numpy())
+    single = ours.encode(TEXTS[0], output_value="token_embeddings")
+    assert_close_fp32(np.asarray(single), st.encode(TEXTS[0], output_value="token_embeddings").numpy())
+
+
+def test_output_value_none(pair):
+    st, ours = pair(TinySpec("bert"))
+    ref, got = st.encode(TEXTS[:3], output_value=None), ours.encode(TEXTS[:3], output_value=None)
+    assert len(got) == len(ref) == 3
+    for row, ref_row in zip(got, ref, strict=True):
+        assert_close_fp32(np.asarray(row["sentence_embedding"]), ref_row["sentence_embedding"].numpy())
+        np.testing.assert_array_equal(row["attention_mask"], ref_row["attention_mask"].numpy())
+        np.testing.assert_array_equal(row["input_ids"], ref_row["input_ids"].numpy())
+
+
+@pytest.mark.parametrize("spec", BASE_SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_precision(pair, spec, precision):
+    st, ours = pair(spec)
+    texts = [*TEXTS, *(t.upper() for t in TEXTS)]
+    ref, got = st.encode(texts, precision=precision), ours.encode(texts, precision=precision)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("spec", BASE_SPECS, ids=lambda s: s.name)
+def test_order_preserved_and_row_equals_single(pair, spec):
+    _, ours = pair(spec)
+    batch = ours.encode(TEXTS, batch_size=4)
+    for index, text in enumerate(TEXTS):
+        np.testing.assert_allclose(ours.encode(text), batch[index], atol=FP32_MAX_ABS)
+    reversed_batch = ours.encode(TEXTS[::-1], batch_size=4)
+    np.testing.assert_allclose(reversed_batch[::-1], batch, atol=FP32_MAX_ABS)
+
+
+def test_second_call_equals_first(pair):
+    _, ours = pair(TinySpec("mpnet"))
+    np.testing.assert_array_equal(ours.encode(TEXTS), ours.encode(TEXTS))
+
+
+@pytest.mark.parametrize("spec", BASE_SPECS, ids=lambda s: s.name)
+def test_max_seq_length_setter(tiny_model, spec):
+    from sentence_transformers import SentenceTransformer
+
+    source, onnx_dir = tiny_model(spec)
+    st = SentenceTransformer(str(source), device="cpu")
+    ours = OnnxSentenceEncoder(onnx_dir, file_name=FP32_FILE, threads=1)
+    before = ours.encode(TEXTS)
+    st.max_seq_length = ours.max_seq_length = 6
+    assert ours.max_seq_length == ours.get_max_seq_length() == st.max_seq_length == 6
+    got = ours.encode(TEXTS)
+    assert_close_fp32(got, st.encode(TEXTS))
+    assert not np.allclose(got[0], before[0], atol=FP32_MAX_ABS)
+    assert len(ours.encode(TEXTS[0], output_value="token_embeddings")) == 6
+
+
+# -- prompts ------------------------------------------------------------------------------------
+
+PROMPT_SPECS = [
+    TinySpec("bert", prompts=PROMPTS),
+    TinySpec("bert", prompts=PROMPTS, include_prompt=False),
+    TinySpec("mpnet", prompts=PROMPTS, include_prompt=False),
+]
+
+
+@pytest.mark.parametrize("spec", PROMPT_SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"prompt_name": "query"}, {"prompt_name": "document"}, {"prompt": "custom prompt: "}, {"prompt": ""}],
+    ids=["none", "query", "document", "prompt", "empty-prompt"],
+)
+def test_prompts(pair, spec, kwargs):
+    st, ours = pair(spec)
+    texts = [*TEXTS, LONG_TEXT]
+    assert_close_fp32(ours.encode(texts, **kwargs), st.encode(texts, **kwargs))
+    assert_close_fp32(ours.encode(texts[0], **kwargs), st.encode(texts[0], **kwargs))
+
+
+def test_prompt_changes_output_and_include_prompt_matters(pair):
+    _, with_prompt = pair(PROMPT_SPECS[0])
+    _, without_prompt = pair(PROMPT_SPECS[1])
+    plain = with_prompt.encode(TEXTS)
+    assert not np.allclose(with_prompt.encode(TEXTS, prompt_name="query"), plain, atol=1e-3)
+    assert not np.allclose(
+        without_prompt.encode(TEXTS, prompt_name="query"), with_prompt.encode(TEXTS, prompt_name="query"), atol=1e-3
+    )
+
+
+def test_default_prompt_name(tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    source, onnx_dir = tiny_model(PROMPT_SPECS[1])
+    st = SentenceTransformer(str(source), device="cpu", default_prompt_name="query")
+    ours = OnnxSentenceEncoder(onnx_dir, file_name=FP32_FILE, threads=1, default_prompt_name="query")
+    assert_close_fp32(ours.encode(TEXTS), st.encode(TEXTS))
+    assert_close_fp32(ours.encode(TEXTS, prompt_name="document"), st.encode(TEXTS, prompt_name="document"))
+
+
+def test_unknown_prompt_name(pair):
+    st, ours = pair(PROMPT_SPECS[0])
+    with pytest.raises(ValueError, match="nope"):
+        st.encode(TEXTS, prompt_name="nope")
+    with pytest.raises(InvalidInputError, match="nope") as info:
+        ours.encode(TEXTS, prompt_name="nope")
+    assert "'query'" in str(info.value) and "'document'" in str(info.value)  # names the valid choices
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encoder(pair):
+    return pair(TinySpec("bert"))[1]
+
+
+@pytest.mark.parametrize(
+    ("sentences", "named"),
+    [(None, "NoneType"), (42, "int"), (["a", None], "sentences[1]"), ([b"bytes"], "bytes"), ({"a": 1}, "dict")],
+)
+def test_bad_sentences(encoder, sentences, named):
+    with pytest.raises(InvalidInputError) as info:
+        encoder.encode(sentences)
+    assert named in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": -3}, "-3"),
+        ({"batch_size": 2.5}, "2.5"),
+        ({"unknown_kwarg": 1}, "unknown_kwarg"),
+        ({"device": "cuda"}, "cuda"),
+        ({"precision": "float16"}, "float16"),
+        ({"output_value": "pooled"}, "pooled"),
+        ({"truncate_dim": 0}, "truncate_dim"),
+    ],
+)
+def test_bad_arguments(encoder, kwargs, named):
+    with pytest.raises(InvalidInputError) as info:
+        encoder.encode(TEXTS[:2], **kwargs)
+    assert named in str(info.value)
+
+
+def test_invalid_input_error_is_value_and_type_error():
+    assert issubclass(InvalidInputError, ValueError)
+    assert issubclass(InvalidInputError, TypeError)
+
+
+def test_device_cpu_accepted(encoder):
+    assert encoder.device == "cpu"
+    np.testing.assert_array_equal(encoder.encode(TEXTS[:2], device="cpu"), encoder.encode(TEXTS[:2]))
+
+
+def test_bad_max_seq_length(encoder):
+    with pytest.raises(InvalidInputError, match="-1"):
+        encoder.max_seq_length = -1
+
+
+def test_missing_folder(tmp_path):
+    missing = tmp_path / "does-not-exist"
+    with pytest.raises(ModelNotFoundError) as info:
+        OnnxSentenceEncoder(missing)
+    assert "does-not-exist" in str(info.value)
+
+
+def test_folder_without_onnx_files(make_st_model, copy_folder):
+    folder = copy_folder(make_st_model(TinySpec("bert")))
+    with pytest.raises(ModelNotFoundError, match=r"no onnx/\*\.onnx") as info:
+        OnnxSentenceEncoder(folder)
+    assert folder.name in str(info.value)
+
+
+def test_unknown_file_name(prepared_base):
+    with pytest.raises(ModelNotFoundError, match=r"model_fp16\.onnx"):
+        OnnxSentenceEncoder(prepared_base("bert"), file_name="onnx/model_fp16.onnx")
+
+
+def test_truncated_onnx_fails_manifest_check(prepared_base, copy_folder):
+    folder = copy_folder(prepared_base("bert"))
+    name = int8_file()
+    path = folder / name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptModelError) as info:
+        OnnxSentenceEncoder(folder)
+    assert Path(name).name in str(info.value)
+    assert "manifest" in str(info.value)
+
+
+def test_garbage_onnx_without_manifest_fails_at_load(prepared_base, copy_folder):
+    folder = copy_folder(prepared_base("bert"))
+    (folder / MANIFEST_NAME).unlink()
+    (folder / FP32_FILE).write_bytes(b"this is not an onnx protobuf" * 100)
+    with pytest.raises(CorruptModelError) as info:
+        OnnxSentenceEncoder(folder, file_name=FP32_FILE)
+    assert "model.onnx" in str(info.value)
+    assert isinstance(info.value.__cause__, Exception)
+
+
+def test_unknown_pooling_mode(prepared_base, copy_folder):
+    folder = copy_folder(prepared_base("bert"))
+    config_path = folder / "1_Pooling" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["pooling_mode"] = "median_tokens"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModelError) as info:
+        OnnxSentenceEncoder(folder)
+    assert "median_tokens" in str(info.value)
+    assert "mean" in str(info.value)  # lists the valid modes
+
+
+def test_missing_tokenizer(prepared_base, copy_folder):
+    folder = copy_folder(prepared_base("bert"))
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ModelNotFoundError, match=r"tokenizer\.json"):
+        OnnxSentenceEncoder(folder)
+
+
+def test_default_file_is_int8_for_this_cpu(prepared_base):
+    ours = OnnxSentenceEncoder(prepared_base("bert"), threads=1)
+    assert ours.file_name == int8_file()
+    assert "OnnxSentenceEncoder(" in repr(ours)
+
+
+def test_copy_without_manifest_still_loads(prepared_base, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(prepared_base("mpnet"), folder)
+    (folder / MANIFEST_NAME).unlink()
+    reference = OnnxSentenceEncoder(prepared_base("mpnet"), file_name=FP32_FILE, threads=1).encode(TEXTS)
+    np.testing.assert_array_equal(OnnxSentenceEncoder(folder, file_name=FP32_FILE, threads=1).encode(TEXTS), reference)

@@ -1,0 +1,173 @@
+"""``prepare``: the folder it writes, its refusal/overwrite rules, its atomic failure, and ST loading it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import (
+    FP32_FILE,
+    FP32_MIN_COSINE,
+    TEXTS,
+    TINY_INT8_MIN_COSINE,
+    TinySpec,
+    cosines,
+    int8_file,
+    read_json,
+    run_prepare,
+)
+from fastembed_adapter import (
+    InvalidInputError,
+    ModelNotFoundError,
+    OnnxSentenceEncoder,
+    OutputExistsError,
+    UnsupportedModelError,
+    ValidationFailedError,
+)
+from fastembed_adapter.layout import MANIFEST_NAME, file_sha256
+from fastembed_adapter.prepare import STAGES, PrepareOptions
+
+# ST's own ONNX backend runs the same file through optimum; its session options differ from ours.
+ST_ONNX_MIN_COSINE = 0.9999
+
+
+def _siblings(output: Path) -> list[str]:
+    return sorted(p.name for p in output.parent.iterdir()) if output.parent.exists() else []
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_output_folder(prepared_base, arch):
+    out = prepared_base(arch)
+    for name in (FP32_FILE, int8_file(), MANIFEST_NAME, "report.json", "REPORT.md", "tokenizer.json", "modules.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.rglob("*.safetensors"))
+    assert not list(out.rglob("*.bin"))
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == sorted(Path(n).name for n in (FP32_FILE, int8_file()))
+
+    manifest = read_json(out / MANIFEST_NAME)
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - {MANIFEST_NAME}
+    assert set(manifest["files"]) == files
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == file_sha256(out / name), name
+        assert entry["size"] == (out / name).stat().st_size
+    assert manifest["default_file"] == int8_file()
+
+    report = read_json(out / "report.json")
+    assert report["model_type"] == arch
+    assert report["default_file"] == int8_file()
+    assert report["dimension"] == 32
+    assert report["pooling"] == ["mean"] and report["normalize"] is True
+    validation = report["validation"]["files"]
+    assert validation[FP32_FILE]["min_cosine"] >= FP32_MIN_COSINE and validation[FP32_FILE]["passed"]
+    assert validation[int8_file()]["min_cosine"] >= TINY_INT8_MIN_COSINE and validation[int8_file()]["passed"]
+    markdown = (out / "REPORT.md").read_text()
+    assert FP32_FILE in markdown and int8_file() in markdown
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_int8_close_to_st(prepared_base, make_st_model, st_models, arch):
+    st = st_models(make_st_model(TinySpec(arch)))
+    ours = OnnxSentenceEncoder(prepared_base(arch), threads=1)
+    assert ours.file_name == int8_file()
+    assert cosines(ours.encode(TEXTS), st.encode(TEXTS)).min() >= TINY_INT8_MIN_COSINE
+
+
+@pytest.mark.parametrize("file_name", ["fp32", "int8"])
+def test_loads_in_sentence_transformers_onnx_backend(prepared_base, file_name):
+    from sentence_transformers import SentenceTransformer
+
+    name = FP32_FILE if file_name == "fp32" else int8_file()
+    out = prepared_base("bert")
+    st = SentenceTransformer(str(out), backend="onnx", model_kwargs={"file_name": name}, device="cpu")
+    ours = OnnxSentenceEncoder(out, file_name=name, threads=1)
+    ref = st.encode(TEXTS)
+    got = ours.encode(TEXTS)
+    assert got.shape == ref.shape
+    assert cosines(got, ref).min() >= ST_ONNX_MIN_COSINE
+
+
+def test_refuses_to_overwrite_then_force_replaces(make_st_model, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError) as info:
+        run_prepare(make_st_model(TinySpec("bert")), out)
+    assert str(out) in str(info.value) and "--force" in str(info.value)
+    assert (out / "keep.txt").read_text() == "mine"
+
+    stages: list[str] = []
+    run_prepare(make_st_model(TinySpec("bert")), out, force=True, quantize="none", progress=stages.append)
+    assert not (out / "keep.txt").exists()
+    assert (out / MANIFEST_NAME).is_file()
+    assert _siblings(out) == ["out"]  # no temp or old folder left beside it
+    assert stages == [s for s in STAGES if s not in ("quantize", "benchmark")]
+
+
+def test_quantize_none_and_max_seq_length(make_st_model, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    source = make_st_model(TinySpec("mpnet", "cls", normalize=False))
+    out = tmp_path / "fp32-only"
+    report = run_prepare(source, out, quantize="none", max_seq_length=9)
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == ["model.onnx"]
+    assert report["default_file"] == FP32_FILE and report["target"] is None
+    assert report["max_seq_length"] == 9
+    ours = OnnxSentenceEncoder(out, threads=1)
+    assert ours.file_name == FP32_FILE and ours.max_seq_length == 9
+    st = SentenceTransformer(str(source), device="cpu")
+    st.max_seq_length = 9
+    np.testing.assert_allclose(ours.encode(TEXTS), st.encode(TEXTS), atol=1e-4, rtol=0)
+
+
+def test_failing_gate_publishes_nothing(make_st_model, tmp_path):
+    out = tmp_path / "parent" / "gated"
+    with pytest.raises(ValidationFailedError) as info:
+        run_prepare(make_st_model(TinySpec("bert")), out, min_cosine_int8=1.01)
+    assert "1.01" in str(info.value)
+    assert not out.exists()
+    assert _siblings(out) == []
+
+
+def test_failing_gate_keeps_existing_folder(prepared_base, make_st_model, copy_folder):
+    out = copy_folder(prepared_base("bert"))
+    before = file_sha256(out / MANIFEST_NAME)
+    with pytest.raises(ValidationFailedError):
+        run_prepare(make_st_model(TinySpec("bert")), out, min_cosine_int8=1.01, force=True, recipe="dynamic")
+    assert file_sha256(out / MANIFEST_NAME) == before
+    assert _siblings(out) == [out.name]
+
+
+def test_unsupported_module(make_st_model, copy_folder, tmp_path):
+    source = copy_folder(make_st_model(TinySpec("bert")))
+    modules = json.loads((source / "modules.json").read_text())
+    modules.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
+    (source / "modules.json").write_text(json.dumps(modules))
+    out = tmp_path / "never"
+    with pytest.raises(UnsupportedModelError) as info:
+        run_prepare(source, out)
+    assert "Dense" in str(info.value)
+    assert not out.exists()
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="nonexistent"):
+        run_prepare(tmp_path / "nonexistent", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"quantize": "int4"}, "int4"),
+        ({"target": "sse2"}, "sse2"),
+        ({"recipe": "static"}, "static"),
+        ({"max_seq_length": 0}, "0"),
+    ],
+)
+def test_bad_options(tmp_path, kwargs, named):
+    with pytest.raises(InvalidInputError) as info:
+        PrepareOptions(model="x", output=tmp_path, **kwargs)
+    assert named in str(info.value)
