@@ -279,6 +279,22 @@ def assert_close_fp32(ours: np.ndarray, ref: np.ndarray) -> None:
     assert cosines(ours, ref).min() >= FP32_MIN_COSINE
 
 
+# quantize_embeddings(int8/uint8) puts each dimension's own min/max exactly on a bucket edge, so an
+# FP32 difference of one ulp can move a value into the neighbouring bucket (or flip a bit near 0).
+FP32_PRECISION_MIN_EQUAL = 0.99
+
+
+def assert_precision_close(got: np.ndarray, ref: np.ndarray, precision: str) -> None:
+    """Quantized embeddings of FP32-equal inputs: same dtype/shape, at most one bucket (bit) apart, mostly equal."""
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    if precision.endswith("binary"):
+        diff = np.abs(np.unpackbits(got.view(np.uint8)).astype(int) - np.unpackbits(ref.view(np.uint8)))
+    else:
+        diff = np.abs(got.astype(int) - ref.astype(int))
+    assert diff.max() <= 1
+    assert np.mean(diff == 0) >= FP32_PRECISION_MIN_EQUAL
+
+
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cosine of two arrays of shape (n, d) or (d,)."""
     a = np.atleast_2d(np.asarray(a, dtype=np.float64))

@@ -18,6 +18,7 @@ from conftest import (
     TEXTS,
     TinySpec,
     assert_close_fp32,
+    assert_precision_close,
     int8_file,
 )
 from fastembed_adapter import (
@@ -56,7 +57,9 @@ def pair(tiny_model, st_models):
     def get(spec: TinySpec):
         if spec.name not in cache:
             source, onnx_dir = tiny_model(spec)
-            cache[spec.name] = (st_models(source), OnnxSentenceEncoder(onnx_dir, file_name=FP32_FILE, threads=1))
+            # cache_size=0: parity of the computation itself, batch for batch (test_cache.py covers hits)
+            ours = OnnxSentenceEncoder(onnx_dir, file_name=FP32_FILE, threads=1, cache_size=0)
+            cache[spec.name] = (st_models(source), ours)
         return cache[spec.name]
 
     return get
@@ -177,9 +180,7 @@ def test_output_value_none(pair):
 def test_precision(pair, spec, precision):
     st, ours = pair(spec)
     texts = [*TEXTS, *(t.upper() for t in TEXTS)]
-    ref, got = st.encode(texts, precision=precision), ours.encode(texts, precision=precision)
-    assert got.dtype == ref.dtype and got.shape == ref.shape
-    np.testing.assert_array_equal(got, ref)
+    assert_precision_close(ours.encode(texts, precision=precision), st.encode(texts, precision=precision), precision)
 
 
 @pytest.mark.parametrize("spec", BASE_SPECS, ids=lambda s: s.name)
@@ -388,3 +389,45 @@ def test_copy_without_manifest_still_loads(prepared_base, tmp_path):
     (folder / MANIFEST_NAME).unlink()
     reference = OnnxSentenceEncoder(prepared_base("mpnet"), file_name=FP32_FILE, threads=1).encode(TEXTS)
     np.testing.assert_array_equal(OnnxSentenceEncoder(folder, file_name=FP32_FILE, threads=1).encode(TEXTS), reference)
+
+
+# -- the rest of the SentenceTransformer surface -------------------------------------------------
+@pytest.mark.parametrize("spec", PROMPT_SPECS[:2], ids=lambda s: s.name)
+@pytest.mark.parametrize("method", ["encode_query", "encode_document"])
+def test_encode_query_and_document(pair, spec, method):
+    st, ours = pair(spec)
+    assert_close_fp32(getattr(ours, method)(TEXTS), getattr(st, method)(TEXTS))
+    assert_close_fp32(getattr(ours, method)(TEXTS[0], prompt="x: "), getattr(st, method)(TEXTS[0], prompt="x: "))
+
+
+def test_prompts_attribute_matches(pair):
+    for spec in (PROMPT_SPECS[0], BASE_SPECS[0]):
+        st, ours = pair(spec)
+        assert ours.prompts == st.prompts
+        assert ours.default_prompt_name == st.default_prompt_name
+
+
+@pytest.mark.parametrize("name", ["cosine", "dot", "euclidean", "manhattan"])
+def test_similarity_functions(pair, name):
+    st, ours = pair(BASE_SPECS[0])
+    a, b = ours.encode(TEXTS[:4]), ours.encode(TEXTS[4:9])
+    st.similarity_fn_name = name
+    ours.similarity_fn_name = name
+    np.testing.assert_allclose(ours.similarity(a, b), st.similarity(a, b).numpy(), atol=1e-5)
+    np.testing.assert_allclose(ours.similarity(a[0], b[0]), st.similarity(a[0], b[0]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(ours.similarity_pairwise(a, b[:4]), st.similarity_pairwise(a, b[:4]).numpy(), atol=1e-5)
+    ours.similarity_fn_name = st.similarity_fn_name = "cosine"
+
+
+def test_unknown_similarity_name(pair):
+    _, ours = pair(BASE_SPECS[0])
+    with pytest.raises(InvalidInputError, match=r"'jaccard'.*cosine, dot, euclidean, manhattan"):
+        ours.similarity_fn_name = "jaccard"
+
+
+def test_dimension_len_and_device(pair):
+    st, ours = pair(BASE_SPECS[0])
+    assert ours.get_embedding_dimension() == st.get_embedding_dimension()
+    assert len(ours) == len(st)
+    assert ours.device == "cpu"
+    assert ours.similarity_fn_name == st.similarity_fn_name

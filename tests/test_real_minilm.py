@@ -11,6 +11,7 @@ from conftest import (
     REAL_INT8_MIN_COSINE,
     TEXTS,
     assert_close_fp32,
+    assert_precision_close,
     cosines,
     int8_file,
     read_json,
@@ -25,7 +26,6 @@ REAL_INT8_TOKEN_MIN_COSINE = 0.95
 # they shift as a whole; compare the (centred) bucket vectors by cosine, and binary by bit agreement.
 REAL_INT8_BUCKET_MIN_COSINE = 0.95
 REAL_INT8_BIT_MIN_AGREEMENT = 0.9
-REAL_FP32_PRECISION_MIN_EQUAL = 0.999
 
 LONG = (
     "Sentence embeddings map a text to a fixed-size vector so that texts with similar meaning end up close "
@@ -167,12 +167,7 @@ def test_precision(st, encoder, precision):
     got, ref = ours.encode(REAL_TEXTS, precision=precision), st.encode(REAL_TEXTS, precision=precision)
     assert got.dtype == ref.dtype and got.shape == ref.shape
     if kind == "fp32":
-        # bucket edges: an FP32 difference of one ulp can move a value into the next bucket/bit
-        diff = np.abs(np.unpackbits(got.view(np.uint8)).astype(int) - np.unpackbits(ref.view(np.uint8)))
-        if not precision.endswith("binary"):
-            diff = np.abs(got.astype(int) - ref.astype(int))
-        assert diff.max() <= 1
-        assert np.mean(diff == 0) >= REAL_FP32_PRECISION_MIN_EQUAL
+        assert_precision_close(got, ref, precision)
     elif precision.endswith("binary"):
         bits, ref_bits = np.unpackbits(got.view(np.uint8)), np.unpackbits(ref.view(np.uint8))
         assert np.mean(bits == ref_bits) >= REAL_INT8_BIT_MIN_AGREEMENT

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +55,7 @@ class EmbeddingCache:
         """False when ``maxsize`` is 0."""
         return self.maxsize > 0
 
-    def get_many(self, keys: list[Hashable]) -> list[np.ndarray | None]:
+    def get_many(self, keys: Sequence[Hashable]) -> list[np.ndarray | None]:
         """Look up every key (a copy per hit, None per miss), counting hits and misses."""
         if not self.enabled:
             return [None] * len(keys)

@@ -6,17 +6,23 @@ import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .cache import CacheInfo, EmbeddingCache
 from .cpu import QuantTarget, detect_target
 from .errors import InvalidInputError
 from .hub import resolve_model
 from .layout import ModelLayout, read_layout
+from .metrics import EncoderMetrics
 from .pooling import PRECISIONS, exclude_prompt, normalize, pool, quantize
 from .session import OnnxSession
+from .similarity import Similarity, SimilarityFunction, pairwise_similarity_fn, similarity_fn
 from .tokenization import TextTokenizer
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["OnnxSentenceEncoder"]
 
@@ -74,6 +80,12 @@ class OnnxSentenceEncoder:
         truncate_dim: int | None = None,
         prompts: Mapping[str, str] | None = None,
         default_prompt_name: str | None = None,
+        similarity_fn_name: str | None = None,
+        cache_size: int = 1024,
+        cache_max_bytes: int | None = None,
+        metrics: bool = True,
+        registry: CollectorRegistry | None = None,
+        model_name: str | None = None,
     ) -> None:
         """Load the model folder and build one ONNX Runtime session.
 
@@ -83,9 +95,15 @@ class OnnxSentenceEncoder:
                 file made for this CPU, else ``onnx/model.onnx``.
             threads: intra-op threads; default the CPUs this process may use (cgroup quota, affinity).
             revision: hub revision (branch, tag or commit) when loading from the hub.
-            truncate_dim: default dimension to truncate sentence embeddings to.
-            prompts: prompts by name, overriding ``config_sentence_transformers.json``.
+            truncate_dim: default dimension to truncate sentence embeddings to (else the model config's).
+            prompts: prompts by name; the model config fills in names not given here.
             default_prompt_name: prompt used when ``encode`` gets none.
+            similarity_fn_name: ``cosine``, ``dot``, ``euclidean`` or ``manhattan`` (default: config, else cosine).
+            cache_size: sentence embeddings kept in the LRU cache; 0 disables it.
+            cache_max_bytes: optional bound on the bytes the cache holds.
+            metrics: record Prometheus metrics (per-stage durations, sizes, cache, errors).
+            registry: the ``CollectorRegistry`` to record into (default: prometheus_client's global one).
+            model_name: the ``model`` label of the metrics (default: the folder name).
         """
         if not isinstance(model_name_or_path, (str, Path)):
             raise InvalidInputError(
@@ -101,15 +119,26 @@ class OnnxSentenceEncoder:
         self._warn_on_isa_mismatch()
         self.tokenizer = TextTokenizer(root, self.layout.max_seq_length, self.layout.do_lower_case)
         self.session = OnnxSession(root / chosen, threads)
-        self.truncate_dim = truncate_dim
-        self.prompts: dict[str, str] = dict(self.layout.prompts if prompts is None else prompts)
+        self.truncate_dim = truncate_dim if truncate_dim is not None else self.layout.truncate_dim
+        self.prompts = self._merge_prompts(prompts)
         self.default_prompt_name = default_prompt_name or self.layout.default_prompt_name
         if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
             raise InvalidInputError(
-                f"default_prompt_name {self.default_prompt_name!r} is not among the prompts {list(self.prompts)}."
+                f"Default prompt name '{self.default_prompt_name}' not found in the configured prompts "
+                f"dictionary with keys {list(self.prompts)!r}."
             )
-        self.similarity_fn_name = self.layout.similarity_fn_name or "cosine"
+        self.similarity_fn_name = similarity_fn_name or self.layout.similarity_fn_name or "cosine"
         self._prompt_lengths: dict[str, int] = {}
+        self._cache = EmbeddingCache(cache_size, cache_max_bytes)
+        self.metrics = EncoderMetrics(model_name or root.name, registry, enabled=metrics)
+
+    def _merge_prompts(self, given: Mapping[str, str] | None) -> dict[str, str]:
+        """Like ST: ``query``/``document`` always exist; the config fills names the caller left unset."""
+        merged: dict[str, str | None] = {"query": None, "document": None, **(given or {})}
+        for name, text in self.layout.prompts.items():
+            if merged.get(name) is None:
+                merged[name] = text
+        return {name: text or "" for name, text in merged.items()}
 
     def _warn_on_isa_mismatch(self) -> None:
         """Warn when an INT8 file made for VNNI runs on an x86 CPU without VNNI (it can saturate there)."""
@@ -146,6 +175,41 @@ class OnnxSentenceEncoder:
         dimension = self.layout.pooling.output_dimension
         return min(dimension, self.truncate_dim) if self.truncate_dim else dimension
 
+    def get_embedding_dimension(self) -> int:
+        """Same as :meth:`get_sentence_embedding_dimension` (the sentence-transformers >= 5.7 name)."""
+        return self.get_sentence_embedding_dimension()
+
+    def __len__(self) -> int:
+        """Number of modules in ``modules.json``, like ``len(SentenceTransformer)``."""
+        return len(self.layout.modules)
+
+    @property
+    def similarity_fn_name(self) -> str:
+        """Name of the similarity function used by :attr:`similarity` (settable)."""
+        return self._similarity_fn_name
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value: str | SimilarityFunction) -> None:
+        self._similarity_fn_name = SimilarityFunction.parse(value).value
+
+    @property
+    def similarity(self) -> Similarity:
+        """Matrix similarity ``f(a, b) -> (len(a), len(b))`` named by :attr:`similarity_fn_name`."""
+        return similarity_fn(self._similarity_fn_name)
+
+    @property
+    def similarity_pairwise(self) -> Similarity:
+        """Pairwise similarity ``f(a, b) -> (len(a),)`` named by :attr:`similarity_fn_name`."""
+        return pairwise_similarity_fn(self._similarity_fn_name)
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses and size of the embedding cache."""
+        return self._cache.info()
+
+    def clear_cache(self) -> None:
+        """Empty the embedding cache and reset its counters."""
+        self._cache.clear()
+
     def __repr__(self) -> str:
         pooling = "+".join(mode.value for mode in self.layout.pooling.modes)
         return (
@@ -178,17 +242,21 @@ class OnnxSentenceEncoder:
         """Tokenize, run and pool one batch; returns ST-style features (numpy)."""
         if prompt:
             texts = [prompt + text for text in texts]
-        features = self.tokenizer.encode(texts)
-        tokens = self.session.run(features)
-        mask = features["attention_mask"]
-        if prompt and not self.layout.pooling.include_prompt:
-            if prompt not in self._prompt_lengths:
-                self._prompt_lengths[prompt] = self.tokenizer.prompt_length(prompt)
-            mask = exclude_prompt(mask, self._prompt_lengths[prompt])
-            features["attention_mask"] = mask
-        features["token_embeddings"] = tokens
-        embedding = pool(self.layout.pooling, tokens, mask)
-        features["sentence_embedding"] = normalize(embedding) if self.layout.normalize else embedding
+        with self.metrics.time("tokenize"):
+            features = self.tokenizer.encode(texts)
+        self.metrics.batch(len(texts), int(features["input_ids"].size))
+        with self.metrics.time("inference"):
+            tokens = self.session.run(features)
+        with self.metrics.time("pooling"):
+            mask = features["attention_mask"]
+            if prompt and not self.layout.pooling.include_prompt:
+                if prompt not in self._prompt_lengths:
+                    self._prompt_lengths[prompt] = self.tokenizer.prompt_length(prompt)
+                mask = exclude_prompt(mask, self._prompt_lengths[prompt])
+                features["attention_mask"] = mask
+            features["token_embeddings"] = tokens
+            embedding = pool(self.layout.pooling, tokens, mask)
+            features["sentence_embedding"] = normalize(embedding) if self.layout.normalize else embedding
         return features
 
     def encode(
@@ -212,47 +280,97 @@ class OnnxSentenceEncoder:
         Returns a float32 array ``(dim,)`` for a str and ``(n, dim)`` for a list, in input order; an
         empty list gives what sentence-transformers gives, ``np.asarray([])`` (shape ``(0,)``).
         """
-        if kwargs:
-            raise InvalidInputError(
-                f"{type(self).__name__}.encode() has been called with additional keyword arguments that this "
-                f"model does not use: {list(kwargs)}. This model does not accept any additional keyword arguments."
-            )
-        if device not in (None, "cpu"):
-            raise InvalidInputError(f"device must be None or 'cpu' (ONNX Runtime CPU), got {device!r}.")
-        if output_value not in _OUTPUT_VALUES:
-            raise InvalidInputError(f"output_value must be one of {list(_OUTPUT_VALUES)}, got {output_value!r}.")
-        if precision not in PRECISIONS:
-            raise InvalidInputError(f"Precision {precision!r} is not supported, must be one of {PRECISIONS}")
-        _positive_int("batch_size", batch_size)
-        _positive_int("truncate_dim", truncate_dim, allow_none=True)
-        texts, singular = _check_texts(sentences)
-        if show_progress_bar is None:
-            show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
-        if convert_to_tensor:
-            convert_to_numpy = False
-        if output_value != "sentence_embedding":
-            convert_to_tensor = convert_to_numpy = False
-        resolved_prompt = self._resolve_prompt(prompt, prompt_name)
-        truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim
+        with self.metrics.observe_call():
+            if kwargs:
+                raise InvalidInputError(
+                    f"{type(self).__name__}.encode() has been called with additional keyword arguments that this "
+                    f"model does not use: {list(kwargs)}. This model does not accept any additional keyword "
+                    "arguments."
+                )
+            if device not in (None, "cpu"):
+                raise InvalidInputError(f"device must be None or 'cpu' (ONNX Runtime CPU), got {device!r}.")
+            if output_value not in _OUTPUT_VALUES:
+                raise InvalidInputError(f"output_value must be one of {list(_OUTPUT_VALUES)}, got {output_value!r}.")
+            if precision not in PRECISIONS:
+                raise InvalidInputError(f"Precision {precision!r} is not supported, must be one of {PRECISIONS}")
+            _positive_int("batch_size", batch_size)
+            _positive_int("truncate_dim", truncate_dim, allow_none=True)
+            texts, singular = _check_texts(sentences)
+            if show_progress_bar is None:
+                show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
+            if convert_to_tensor:
+                convert_to_numpy = False
+            if output_value != "sentence_embedding":
+                convert_to_tensor = convert_to_numpy = False
+            resolved_prompt = self._resolve_prompt(prompt, prompt_name)
+            truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim
+            if output_value == "sentence_embedding":
+                results = self._sentence_embeddings(texts, resolved_prompt, batch_size, show_progress_bar)
+                if truncate_dim is not None:
+                    results = [vector[:truncate_dim] for vector in results]
+                if normalize_embeddings and results:
+                    results = list(normalize(np.stack(results)))
+            else:
+                self.metrics.call(len(texts), hits=0, misses=0)
+                results = self._run(texts, resolved_prompt, batch_size, show_progress_bar, output_value)
+            return self._convert(results, singular, precision, convert_to_numpy, convert_to_tensor)
 
+    def encode_query(
+        self,
+        sentences: str | Sequence[str] | np.ndarray,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``encode`` with the ``query`` prompt when neither ``prompt`` nor ``prompt_name`` is given (as ST)."""
+        if prompt_name is None and prompt is None and "query" in self.prompts:
+            prompt_name = "query"
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def encode_document(
+        self,
+        sentences: str | Sequence[str] | np.ndarray,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``encode`` with the first of the ``document``/``passage``/``corpus`` prompts that exists (as ST)."""
+        if prompt_name is None and prompt is None:
+            prompt_name = next((name for name in ("document", "passage", "corpus") if name in self.prompts), None)
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def _sentence_embeddings(self, texts: list[str], prompt: str | None, batch_size: int, progress: bool) -> list[Any]:
+        """Sentence embeddings (after the model's Normalize) in input order; only cache misses are computed."""
+        keys = [(self.max_seq_length, prompt or "", text) for text in texts]
+        found = self._cache.get_many(keys)
+        missing = [index for index, vector in enumerate(found) if vector is None]
+        hits = len(texts) - len(missing) if self._cache.enabled else 0
+        self.metrics.call(len(texts), hits=hits, misses=len(missing) if self._cache.enabled else 0)
+        if missing:
+            computed = self._run([texts[i] for i in missing], prompt, batch_size, progress, "sentence_embedding")
+            self._cache.put_many([(keys[i], vector) for i, vector in zip(missing, computed, strict=True)])
+            for index, vector in zip(missing, computed, strict=True):
+                found[index] = vector
+        return found
+
+    def _run(
+        self, texts: list[str], prompt: str | None, batch_size: int, progress: bool, output_value: str | None
+    ) -> list[Any]:
+        """Encode in batches of similar length (longest first, like ST) and return per-text outputs in order."""
         order = np.argsort([-len(text) for text in texts])
-        sorted_texts = [texts[i] for i in order]
-        starts = range(0, len(sorted_texts), batch_size)
-        if show_progress_bar:
+        starts: Any = range(0, len(texts), batch_size)
+        if progress:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc="Batches")
-        results: list[Any] = []
+        rows: list[Any] = []
         for start in starts:
-            features = self._forward(sorted_texts[start : start + batch_size], resolved_prompt)
-            if truncate_dim is not None:
-                features["sentence_embedding"] = features["sentence_embedding"][:, :truncate_dim]
-            results.extend(self._split(features, output_value, normalize_embeddings))
-        results = [results[i] for i in np.argsort(order)]
-        return self._convert(results, singular, precision, convert_to_numpy, convert_to_tensor)
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            rows.extend(self._split(self._forward(batch, prompt), output_value))
+        return [rows[i] for i in np.argsort(order)]
 
     @staticmethod
-    def _split(features: dict[str, np.ndarray], output_value: str | None, normalize_rows: bool) -> list[Any]:
+    def _split(features: dict[str, np.ndarray], output_value: str | None) -> list[Any]:
         """Per-text outputs of one batch, as ST's encode loop builds them."""
         if output_value == "token_embeddings":
             rows = []
@@ -263,8 +381,7 @@ class OnnxSentenceEncoder:
         if output_value is None:
             n = len(features["sentence_embedding"])
             return [{name: value[i] for name, value in features.items()} for i in range(n)]
-        embeddings = features["sentence_embedding"]
-        return list(normalize(embeddings) if normalize_rows else embeddings)
+        return list(features["sentence_embedding"])
 
     @staticmethod
     def _convert(results: list[Any], singular: bool, precision: str, to_numpy: bool, to_tensor: bool) -> Any:

@@ -183,6 +183,8 @@ class ModelLayout:
     prompts: Mapping[str, str]
     default_prompt_name: str | None
     similarity_fn_name: str | None
+    truncate_dim: int | None
+    modules: tuple[str, ...]
     onnx_files: tuple[str, ...]
     manifest: Manifest | None
 
@@ -230,7 +232,8 @@ def read_layout(root: Path) -> ModelLayout:
     pooling: PoolingConfig | None = None
     normalize = False
     transformer_dir = root
-    for module in _modules(root):
+    modules = _modules(root)
+    for module in modules:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         if kind not in _SUPPORTED_MODULES:
             raise UnsupportedModelError(
@@ -261,9 +264,11 @@ def read_layout(root: Path) -> ModelLayout:
         normalize=normalize,
         max_seq_length=max_len,
         do_lower_case=lower,
-        prompts=MappingProxyType({str(k): str(v) for k, v in prompts.items()}),
+        prompts=MappingProxyType({str(k): str(v) for k, v in prompts.items() if v is not None}),
         default_prompt_name=st_config.get("default_prompt_name"),
         similarity_fn_name=st_config.get("similarity_fn_name"),
+        truncate_dim=st_config.get("truncate_dim"),
+        modules=tuple(str(module.get("type", "")) for module in modules),
         onnx_files=onnx_files,
         manifest=Manifest.read(manifest_path) if manifest_path.exists() else None,
     )

@@ -126,6 +126,19 @@ class EncoderMetrics:
             if self._c is not None:
                 self._c.stage_seconds[stage].labels(self.model).observe(time.perf_counter() - start)
 
+    @contextmanager
+    def observe_call(self) -> Iterator[None]:
+        """Time a whole encode() call and count the exception class if it fails."""
+        start = time.perf_counter()
+        try:
+            yield
+        except Exception as exc:
+            self.error(exc)
+            raise
+        finally:
+            if self._c is not None:
+                self._c.stage_seconds["encode"].labels(self.model).observe(time.perf_counter() - start)
+
     def call(self, texts: int, hits: int, misses: int) -> None:
         """One encode() call: its size and cache outcome."""
         if self._c is not None:

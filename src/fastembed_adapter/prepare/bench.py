@@ -48,7 +48,7 @@ def quick_benchmark(model: Any, folder: Path, files: list[str], threads: int | N
     sentences = texts[:200]
     backends = {"pytorch": _measure(lambda x: model.encode(x, batch_size=32), queries, sentences)}
     for name in files:
-        encoder = OnnxSentenceEncoder(folder, file_name=name, threads=threads)
+        encoder = OnnxSentenceEncoder(folder, file_name=name, threads=threads, cache_size=0, metrics=False)
         backends[name] = _measure(encoder.encode, queries, sentences)
     return {
         "threads": threads or available_cpus(),

@@ -131,7 +131,7 @@ class _Timer:
 def _encode_onnx(folder: Path, file_name: str, texts: list[str], threads: int | None) -> np.ndarray:
     from ..encoder import OnnxSentenceEncoder
 
-    encoder = OnnxSentenceEncoder(folder, file_name=file_name, threads=threads)
+    encoder = OnnxSentenceEncoder(folder, file_name=file_name, threads=threads, cache_size=0, metrics=False)
     return np.asarray(encoder.encode(texts, batch_size=32))
 
 
