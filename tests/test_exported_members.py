@@ -5,6 +5,7 @@ from __future__ import annotations
 import fastembed_adapter
 
 EXPECTED = [
+    "CacheInfo",
     "CorruptModelError",
     "FastembedAdapterError",
     "InferenceError",
@@ -17,6 +18,7 @@ EXPECTED = [
     "UnsupportedModelError",
     "ValidationFailedError",
     "__version__",
+    "start_metrics_server",
 ]
 
 

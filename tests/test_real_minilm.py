@@ -208,3 +208,22 @@ def test_tokenizer_matches_hf(minilm_dir, minilm_prepared):
     ours = TextTokenizer(minilm_prepared, 256).encode(REAL_TEXTS)
     for key in ("input_ids", "attention_mask", "token_type_ids"):
         np.testing.assert_array_equal(ours[key], ref[key], err_msg=key)
+
+
+def test_detector_example_same_decisions(minilm_dir, minilm_prepared):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "examples" / "detector.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--st-model", str(minilm_dir), "--onnx-model", str(minilm_prepared)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["same"] is True, result.stdout
+    assert summary["onnx_ms"] > 0 and summary["st_ms"] > 0

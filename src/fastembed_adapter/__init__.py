@@ -7,6 +7,7 @@ imports torch, transformers, optimum or sentence-transformers.
 
 from __future__ import annotations
 
+from .cache import CacheInfo
 from .encoder import OnnxSentenceEncoder
 from .errors import (
     CorruptModelError,
@@ -20,10 +21,12 @@ from .errors import (
     UnsupportedModelError,
     ValidationFailedError,
 )
+from .metrics import start_metrics_server
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheInfo",
     "CorruptModelError",
     "FastembedAdapterError",
     "InferenceError",
@@ -36,4 +39,5 @@ __all__ = [
     "UnsupportedModelError",
     "ValidationFailedError",
     "__version__",
+    "start_metrics_server",
 ]
