@@ -39,7 +39,11 @@ FP32_FILE = "onnx/model.onnx"
 # Tiny random models have near-isotropic, small-magnitude outputs that INT8 perturbs much more
 # than trained weights do; the real-model gate stays at 0.99 (test_real_minilm.py).
 TINY_INT8_MIN_COSINE = 0.9
+TINY_INT8_MIN_MEAN_COSINE = 0.95
+TINY_INT8_MIN_TOPK = 0.5
 REAL_INT8_MIN_COSINE = 0.99
+REAL_INT8_MIN_MEAN_COSINE = 0.997
+REAL_INT8_MIN_TOPK = 0.95
 FP32_MAX_ABS = 1e-4
 FP32_MIN_COSINE = 0.9999
 
@@ -199,6 +203,8 @@ def make_st_model(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFac
 def run_prepare(source: Path, output: Path, min_cosine_int8: float = TINY_INT8_MIN_COSINE, **kwargs: Any) -> dict:
     from fastembed_adapter.prepare import PrepareOptions, prepare_model
 
+    kwargs.setdefault("min_mean_cosine_int8", TINY_INT8_MIN_MEAN_COSINE)
+    kwargs.setdefault("min_topk_agreement_int8", TINY_INT8_MIN_TOPK)
     options = PrepareOptions(
         model=str(source), output=output, min_cosine_int8=min_cosine_int8, benchmark=False, threads=1, **kwargs
     )
@@ -357,7 +363,14 @@ def minilm_prepared(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     key = f"{_folder_hash(minilm_dir)}-{code}-{int8_file().replace('/', '_')}"
     out = _cache_root(tmp_path_factory) / "minilm-prepared" / key
     if not (out / "fastembed_adapter.json").exists():
-        run_prepare(minilm_dir, out, min_cosine_int8=REAL_INT8_MIN_COSINE, force=True)
+        run_prepare(
+            minilm_dir,
+            out,
+            min_cosine_int8=REAL_INT8_MIN_COSINE,
+            min_mean_cosine_int8=REAL_INT8_MIN_MEAN_COSINE,
+            min_topk_agreement_int8=REAL_INT8_MIN_TOPK,
+            force=True,
+        )
     return out
 
 

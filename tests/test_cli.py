@@ -74,3 +74,13 @@ def test_console_script_installed():
     script = os.path.join(os.path.dirname(sys.executable), "fastembed-adapter")
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "usage: fastembed-adapter" in result.stdout
+
+
+def test_bad_quality_target_is_a_one_line_failure(tmp_path):
+    result = _run(
+        "prepare", "--model", str(tmp_path), "--quality-target", "median=0.9", "--output", str(tmp_path / "o")
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: Unknown quality key 'median' in 'median=0.9'; use min=, mean=, top10=."
+    ]

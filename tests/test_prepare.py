@@ -171,3 +171,51 @@ def test_bad_options(tmp_path, kwargs, named):
     with pytest.raises(InvalidInputError) as info:
         PrepareOptions(model="x", output=tmp_path, **kwargs)
     assert named in str(info.value)
+
+
+def test_fp32_fallback_publishes_fp32_only(make_st_model, tmp_path):
+    out = tmp_path / "fallback"
+    report = run_prepare(
+        make_st_model(TinySpec("bert")), out, min_cosine_int8=1.01, recipe="dynamic", allow_fp32_fallback=True
+    )
+    assert report["default_file"] == FP32_FILE and report["recipe"] is None
+    assert "No INT8 recipe met the quality target" in report["fp32_fallback"]
+    assert not (out / int8_file()).exists()
+    assert "WARNING" in (out / "REPORT.md").read_text()
+    manifest = read_json(out / MANIFEST_NAME)
+    assert manifest["default_file"] == FP32_FILE and manifest["fp32_fallback"]
+    assert OnnxSentenceEncoder(out).file_name == FP32_FILE
+
+
+def test_report_lists_each_recipe_with_time_and_target(prepared_base):
+    report = read_json(prepared_base("bert") / "report.json")
+    assert report["recipes"], "at least one recipe was tried"
+    for row in report["recipes"]:
+        assert row["encode_seconds"] > 0 and row["size_bytes"] > 0
+        assert set(row["target"]) == {"min_cosine", "mean_cosine", "topk_agreement"}
+    assert report["recipes"][-1]["result"] == "pass"
+    manifest = read_json(prepared_base("bert") / MANIFEST_NAME)
+    assert manifest["recipe"] == report["recipes"][-1]["recipe"]
+    assert len(manifest["calibration_texts_sha256"]) == 16 and manifest["machine"]["isa"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("min=0.99,mean=0.997,top10=0.95", (0.99, 0.997, 0.95)),
+        ("min=0.98", (0.98, 0.0, 0.0)),
+        ("mean=0.9, topk=0.5", (0.0, 0.9, 0.5)),
+    ],
+)
+def test_quality_target_parse(spec, expected):
+    from fastembed_adapter.prepare.validate import QualityTarget
+
+    target = QualityTarget.parse(spec)
+    assert (target.min_cosine, target.mean_cosine, target.topk_agreement) == expected
+
+
+def test_quality_target_parse_rejects_unknown_key():
+    from fastembed_adapter.prepare.validate import QualityTarget
+
+    with pytest.raises(ValueError, match="'median'"):
+        QualityTarget.parse("median=0.9")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import FastembedAdapterError
+from .errors import FastembedAdapterError, InvalidInputError
 
 __all__ = ["main", "prepare_main"]
 
@@ -55,10 +55,27 @@ def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         help="truncate texts to N tokens (default: the model's own) [env FEA_MAX_SEQ_LENGTH]",
     )
     parser.add_argument(
+        "--quality-target",
+        default=_env("QUALITY_TARGET", "min=0.99,mean=0.997,top10=0.95"),
+        help="INT8 quality target vs PyTorch: per-text min and mean cosine, top-10 neighbour agreement "
+        "(default min=0.99,mean=0.997,top10=0.95) [env FEA_QUALITY_TARGET]",
+    )
+    parser.add_argument(
         "--min-cosine",
         type=float,
-        default=float(_env("MIN_COSINE", 0.99)),
-        help="INT8 gate: minimum per-text cosine vs PyTorch (default 0.99) [env FEA_MIN_COSINE]",
+        default=_env("MIN_COSINE"),
+        help="override only the min-cosine part of --quality-target [env FEA_MIN_COSINE]",
+    )
+    parser.add_argument(
+        "--allow-fp32-fallback",
+        action="store_true",
+        help="if no INT8 recipe meets the target, publish the FP32 model (exit 0) instead of failing",
+    )
+    parser.add_argument(
+        "--calibration-texts",
+        type=Path,
+        default=_env("CALIBRATION_TEXTS"),
+        help="texts for calibrated recipes: one per line, or .jsonl with a 'text' field",
     )
     parser.add_argument(
         "--recipe",
@@ -88,6 +105,12 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
     from .prepare import STAGES, PrepareOptions, prepare_model
     from .prepare.report import render_markdown
+    from .prepare.validate import QualityTarget
+
+    try:
+        target = QualityTarget.parse(args.quality_target)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from exc
 
     output = args.output or Path("models") / Path(str(args.model).rstrip("/")).name
     with tqdm(total=len(STAGES), desc="prepare", unit="stage", file=sys.stderr) as bar:
@@ -104,7 +127,11 @@ def _run_prepare(args: argparse.Namespace) -> int:
             max_seq_length=int(args.max_seq_length) if args.max_seq_length is not None else None,
             force=args.force,
             revision=args.revision,
-            min_cosine_int8=args.min_cosine,
+            min_cosine_int8=float(args.min_cosine) if args.min_cosine is not None else target.min_cosine,
+            min_mean_cosine_int8=target.mean_cosine,
+            min_topk_agreement_int8=target.topk_agreement,
+            allow_fp32_fallback=args.allow_fp32_fallback,
+            calibration_texts=Path(args.calibration_texts) if args.calibration_texts else None,
             recipe=args.recipe,
             validation_texts=Path(args.validation_texts) if args.validation_texts else None,
             benchmark=not args.no_benchmark,

@@ -7,6 +7,7 @@ so the CLI can draw a progress display. The output folder appears only when ever
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import platform
 import shutil
 import time
@@ -27,7 +28,7 @@ from .bench import quick_benchmark
 from .export import export_fp32, optimize_fp32
 from .quantize import RECIPES, Recipe, quantize_int8
 from .report import write_reports
-from .texts import load_texts, validation_texts
+from .texts import calibration_texts, load_texts, validation_texts
 from .validate import Quality, QualityTarget, compare
 from .writer import WEIGHT_SUFFIXES, check_output, file_table, staging, write_json
 
@@ -60,9 +61,13 @@ class PrepareOptions:
     force: bool = False
     revision: str | None = None
     min_cosine_int8: float = 0.99
+    min_mean_cosine_int8: float = 0.997
+    min_topk_agreement_int8: float = 0.95
     min_cosine_fp32: float = 0.9999
     recipe: str | None = None
+    allow_fp32_fallback: bool = False
     validation_texts: Path | None = None
+    calibration_texts: Path | None = None
     benchmark: bool = True
     threads: int | None = None
     progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
@@ -77,6 +82,11 @@ class PrepareOptions:
             raise InvalidInputError(f"Unknown recipe {self.recipe!r}. Valid recipes: {', '.join(RECIPES)}.")
         if self.max_seq_length is not None and self.max_seq_length < 1:
             raise InvalidInputError(f"max_seq_length must be positive, got {self.max_seq_length}.")
+
+    @property
+    def int8_target(self) -> QualityTarget:
+        """The INT8 quality target every recipe is measured against."""
+        return QualityTarget(self.min_cosine_int8, self.min_mean_cosine_int8, self.min_topk_agreement_int8)
 
     def resolved_target(self) -> QuantTarget:
         """The INT8 target: explicit, or this machine's."""
@@ -128,15 +138,29 @@ class _Timer:
         self.timings[name] = round(time.perf_counter() - start, 3)
 
 
-def _encode_onnx(folder: Path, file_name: str, texts: list[str], threads: int | None) -> np.ndarray:
+def _encode_onnx(folder: Path, file_name: str, texts: list[str], threads: int | None) -> tuple[np.ndarray, float]:
+    """Embeddings of ``texts`` with one ONNX file (no cache) and the seconds the encode took."""
     from ..encoder import OnnxSentenceEncoder
 
     encoder = OnnxSentenceEncoder(folder, file_name=file_name, threads=threads, cache_size=0, metrics=False)
-    return np.asarray(encoder.encode(texts, batch_size=32))
+    start = time.perf_counter()
+    embeddings = np.asarray(encoder.encode(texts, batch_size=32))
+    return embeddings, time.perf_counter() - start
 
 
-def _gate_row(quality: Quality, gate: float) -> dict[str, Any]:
-    return {**quality.as_dict(), "gate": gate, "passed": quality.min_cosine >= gate}
+def _gate_row(quality: Quality, target: QualityTarget, seconds: float) -> dict[str, Any]:
+    failures = target.failures(quality)
+    return {
+        **quality.as_dict(),
+        "target": target.as_dict(),
+        "encode_seconds": round(seconds, 3),
+        "passed": not failures,
+        "failures": failures,
+    }
+
+
+def _texts_hash(texts: list[str]) -> str:
+    return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
 
 
 def prepare_model(options: PrepareOptions) -> dict[str, Any]:
@@ -147,6 +171,7 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
     target = options.resolved_target() if options.quantize == "int8" else None
     timer = _Timer(options.progress)
     texts = load_texts(options.validation_texts) if options.validation_texts else validation_texts()
+    calibration = load_texts(options.calibration_texts) if options.calibration_texts else calibration_texts()
     with timer.stage("load"):
         source, revision = _load_source(options)
         read_layout(source)  # rejects unsupported modules/pooling before any heavy work
@@ -166,22 +191,26 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
             shutil.rmtree(raw.parent)
         with timer.stage("validate"):
             reference = np.asarray(model.encode(texts, batch_size=32, convert_to_numpy=True))
-            fp32_quality = compare(reference, _encode_onnx(out, FP32_FILE, texts, options.threads))
-        files = {FP32_FILE: _gate_row(fp32_quality, options.min_cosine_fp32)}
+            fp32_embeddings, fp32_seconds = _encode_onnx(out, FP32_FILE, texts, options.threads)
+        fp32_target = QualityTarget(min_cosine=options.min_cosine_fp32)
+        files = {FP32_FILE: _gate_row(compare(reference, fp32_embeddings), fp32_target, fp32_seconds)}
         recipes: list[dict[str, Any]] = []
-        default_file, recipe_name = FP32_FILE, None
+        default_file, recipe_name, fallback = FP32_FILE, None, None
         if target is not None:
             with timer.stage("quantize"):
                 int8_name = int8_file_name(target)
                 chosen = _search_recipes(out, int8_name, target, options, texts, reference, recipes)
-            if chosen is None:
+            if chosen is None and not options.allow_fp32_fallback:
                 raise ValidationFailedError(_failure_message(options, recipes))
-            recipe_name, int8_quality = chosen
-            files[int8_name] = _gate_row(int8_quality, options.min_cosine_int8)
-            default_file = int8_name
+            if chosen is None:
+                fallback = _failure_message(options, recipes, published=True)
+            else:
+                recipe_name, row = chosen
+                files[int8_name] = row
+                default_file = int8_name
         if not files[FP32_FILE]["passed"]:
             raise ValidationFailedError(
-                f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {fp32_quality.min_cosine:.6f} "
+                f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {files[FP32_FILE]['min_cosine']:.6f} "
                 f"< {options.min_cosine_fp32}. Nothing was written."
             )
         bench: dict[str, Any] = {}
@@ -195,6 +224,9 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
                 "output": str(options.output),
                 "target": target.value if target else None,
                 "recipe": recipe_name,
+                "quality_target": options.int8_target.as_dict(),
+                "fp32_fallback": fallback,
+                "calibration_texts_sha256": _texts_hash(calibration),
                 "default_file": default_file,
                 "model_type": model_type,
                 "fusions": fusions,
@@ -219,6 +251,10 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
                         "source",
                         "target",
                         "recipe",
+                        "quality_target",
+                        "fp32_fallback",
+                        "calibration_texts_sha256",
+                        "machine",
                         "default_file",
                         "dimension",
                         "max_seq_length",
@@ -253,31 +289,37 @@ def _search_recipes(
     texts: list[str],
     reference: np.ndarray,
     tried: list[dict[str, Any]],
-) -> tuple[str, Quality] | None:
-    """Try recipes fastest-first; keep the first whose INT8 file passes the gate."""
-    gate = QualityTarget(min_cosine=options.min_cosine_int8)
+) -> tuple[str, dict[str, Any]] | None:
+    """Try recipes in order of expected speed; keep the first whose INT8 file meets the quality target."""
     candidates: list[Recipe] = [RECIPES[options.recipe]] if options.recipe else list(RECIPES.values())
     for recipe in candidates:
         quantize_int8(out / FP32_FILE, out / int8_name, target, recipe)
-        quality = compare(reference, _encode_onnx(out, int8_name, texts, options.threads))
-        reasons = gate.failures(quality)
+        embeddings, seconds = _encode_onnx(out, int8_name, texts, options.threads)
+        row = _gate_row(compare(reference, embeddings), options.int8_target, seconds)
         tried.append(
             {
                 "recipe": recipe.name,
-                **quality.as_dict(),
+                **row,
                 "size_bytes": (out / int8_name).stat().st_size,
-                "result": "pass" if not reasons else "; ".join(reasons),
+                "result": "pass" if row["passed"] else "; ".join(row["failures"]),
             }
         )
-        if not reasons:
-            return recipe.name, quality
+        if row["passed"]:
+            return recipe.name, row
     (out / int8_name).unlink(missing_ok=True)
     return None
 
 
-def _failure_message(options: PrepareOptions, tried: list[dict[str, Any]]) -> str:
-    rows = ", ".join(f"{row['recipe']}: min cosine {row['min_cosine']:.4f}" for row in tried)
-    return (
-        f"No INT8 recipe reached min cosine {options.min_cosine_int8} against PyTorch ({rows}). "
-        f"Nothing was written to {str(options.output)!r}. Lower the gate with --min-cosine, or use --quantize none."
+def _failure_message(options: PrepareOptions, tried: list[dict[str, Any]], published: bool = False) -> str:
+    rows = ", ".join(f"{row['recipe']}: {row['result']}" for row in tried)
+    target = options.int8_target
+    head = (
+        f"No INT8 recipe met the quality target (min cosine >= {target.min_cosine}, mean >= {target.mean_cosine}, "
+        f"top-10 agreement >= {target.topk_agreement}) against PyTorch ({rows}). "
+    )
+    if published:
+        return head + "Published the optimized FP32 model only (--allow-fp32-fallback)."
+    return head + (
+        f"Nothing was written to {str(options.output)!r}. Relax the target (--quality-target), "
+        "pass --allow-fp32-fallback to publish FP32 only, or use --quantize none."
     )

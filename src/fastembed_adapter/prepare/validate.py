@@ -34,6 +34,26 @@ class QualityTarget:
     mean_cosine: float = 0.0
     topk_agreement: float = 0.0
 
+    def as_dict(self) -> dict[str, float]:
+        """JSON-ready copy."""
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, spec: str) -> QualityTarget:
+        """Parse ``"min=0.99,mean=0.997,top10=0.95"`` (any subset; missing keys are 0)."""
+        keys = {"min": "min_cosine", "mean": "mean_cosine", "top10": "topk_agreement", "topk": "topk_agreement"}
+        values: dict[str, float] = {}
+        for part in filter(None, (item.strip() for item in spec.split(","))):
+            name, _, number = part.partition("=")
+            if name.strip() not in keys:
+                raise ValueError(f"Unknown quality key {name.strip()!r} in {spec!r}; use min=, mean=, top10=.")
+            values[keys[name.strip()]] = float(number)
+        return cls(
+            min_cosine=values.get("min_cosine", 0.0),
+            mean_cosine=values.get("mean_cosine", 0.0),
+            topk_agreement=values.get("topk_agreement", 0.0),
+        )
+
     def failures(self, quality: Quality) -> list[str]:
         """Human-readable reasons ``quality`` misses this target (empty when it passes)."""
         checks = [
