@@ -33,6 +33,12 @@ VOCAB_SIZE = 800
 MAX_SEQ_LENGTH = 64
 HIDDEN = 32
 ARCHITECTURES = ("bert", "mpnet")
+# Every other encoder architecture goes through prepare -> parity in test_architectures.py.
+MORE_ARCHITECTURES = ("distilbert", "roberta", "xlm-roberta", "modernbert")
+ARCH_CONFIG: dict[str, dict[str, Any]] = {
+    "distilbert": {"dim": HIDDEN, "hidden_dim": 64, "n_layers": 2, "n_heads": 4},
+    "modernbert": {"global_attn_every_n_layers": 2, "local_attention": 16, "cls_token_id": 2, "sep_token_id": 3},
+}
 POOLING_MODES = ("mean", "cls", "max", "weightedmean", "lasttoken", "mean_sqrt_len_tokens")
 FP32_FILE = "onnx/model.onnx"
 
@@ -139,8 +145,11 @@ def _hf_dir(tokenizer_dir: Path, arch: str, out: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    extra = 2 if arch == "mpnet" else 0  # mpnet positions start after padding_idx
+    # Like their real tokenizers, only BERT produces token_type_ids.
+    names = ["input_ids", "token_type_ids", "attention_mask"] if arch == "bert" else ["input_ids", "attention_mask"]
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), model_input_names=names)
+    # mpnet/roberta-style positions start after padding_idx, so they need two more slots.
+    extra = 2 if arch in ("mpnet", "roberta", "xlm-roberta") else 0
     config = AutoConfig.for_model(
         arch,
         vocab_size=len(tokenizer),
@@ -152,6 +161,7 @@ def _hf_dir(tokenizer_dir: Path, arch: str, out: Path) -> Path:
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
+        **ARCH_CONFIG.get(arch, {}),
     )
     torch.manual_seed(0)
     model = AutoModel.from_config(config)
@@ -181,9 +191,15 @@ def _save_st(hf_dir: Path, spec: TinySpec, out: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def hf_dirs(tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The random transformers folder of each architecture (built once)."""
+    """The random transformers folder of each architecture (built on first use, once)."""
     root = tmp_path_factory.mktemp("hf")
-    return {arch: _hf_dir(tokenizer_dir, arch, root / arch) for arch in ARCHITECTURES}
+
+    class Lazy(dict[str, Path]):
+        def __missing__(self, arch: str) -> Path:
+            self[arch] = _hf_dir(tokenizer_dir, arch, root / arch)
+            return self[arch]
+
+    return Lazy()
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ _FUSION_TYPES = {
 
 
 def _supported_types() -> list[str]:
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs, lazily loaded)
     from optimum.exporters.tasks import TasksManager
 
     return sorted(TasksManager.get_supported_model_type_for_task("feature-extraction", exporter="onnx"))

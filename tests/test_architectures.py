@@ -1,0 +1,66 @@
+"""Every common encoder architecture: tiny random model -> prepare -> OnnxSentenceEncoder parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import (
+    FP32_FILE,
+    MORE_ARCHITECTURES,
+    TEXTS,
+    TINY_INT8_MIN_COSINE,
+    TinySpec,
+    assert_close_fp32,
+    cosines,
+    int8_file,
+    run_prepare,
+)
+from fastembed_adapter import OnnxSentenceEncoder, UnsupportedModelError
+
+LONG = " ".join(TEXTS * 4)
+
+
+@pytest.fixture(scope="module")
+def prepared(make_st_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("archs")
+    done = {}
+
+    def get(spec: TinySpec):
+        if spec.name not in done:
+            source = make_st_model(spec)
+            run_prepare(source, root / spec.name)
+            done[spec.name] = (source, root / spec.name)
+        return done[spec.name]
+
+    return get
+
+
+@pytest.mark.parametrize("arch", MORE_ARCHITECTURES)
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_architecture_parity(prepared, st_models, arch, pooling):
+    source, out = prepared(TinySpec(arch, pooling=pooling))
+    st = st_models(source)
+    texts = [*TEXTS, LONG, ""]
+    reference = st.encode(texts)
+    fp32 = OnnxSentenceEncoder(out, file_name=FP32_FILE, threads=1, cache_size=0).encode(texts)
+    assert_close_fp32(fp32, reference)
+    int8 = OnnxSentenceEncoder(out, file_name=int8_file(), threads=1, cache_size=0).encode(texts)
+    assert cosines(int8, reference).min() >= TINY_INT8_MIN_COSINE
+    assert np.array_equal(OnnxSentenceEncoder(out, threads=1).encode(TEXTS[0]).shape, reference[0].shape)
+
+
+def test_graph_inputs_follow_the_model(prepared):
+    import onnx
+
+    for arch, has_types in (("distilbert", False), ("roberta", False), ("bert", True)):
+        _, out = prepared(TinySpec(arch))
+        inputs = {i.name for i in onnx.load(str(out / FP32_FILE), load_external_data=False).graph.input}
+        assert ("token_type_ids" in inputs) is has_types, (arch, inputs)
+
+
+def test_unsupported_architecture_is_named(monkeypatch, tmp_path):
+    from fastembed_adapter.prepare import export
+
+    with pytest.raises(UnsupportedModelError, match=r"'not-a-model'.*Supported: .*bert"):
+        export.export_fp32(tmp_path, tmp_path / "out", "not-a-model")
