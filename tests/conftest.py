@@ -32,6 +32,7 @@ DATA = Path(__file__).parent / "data"
 VOCAB_SIZE = 800
 MAX_SEQ_LENGTH = 64
 HIDDEN = 32
+DENSE_OUT = 16
 ARCHITECTURES = ("bert", "mpnet")
 # Every other encoder architecture goes through prepare -> parity in test_architectures.py.
 MORE_ARCHITECTURES = ("distilbert", "roberta", "xlm-roberta", "modernbert")
@@ -131,10 +132,16 @@ class TinySpec:
     prompts: dict[str, str] | None = field(default=None, hash=False)
     default_prompt_name: str | None = None
     include_prompt: bool = True
+    dense: str | None = None  # activation of a Dense(HIDDEN -> DENSE_OUT) module after pooling
+    layer_norm: bool = False
 
     @property
     def name(self) -> str:
         parts = [self.arch, self.pooling, "norm" if self.normalize else "raw"]
+        if self.dense:
+            parts.append("dense-" + self.dense.rsplit(".", 1)[-1].lower())
+        if self.layer_norm:
+            parts.append("ln")
         if self.prompts:
             parts.append("prompts" + ("" if self.include_prompt else "-excl"))
         return "-".join(parts)
@@ -173,13 +180,24 @@ def _hf_dir(tokenizer_dir: Path, arch: str, out: Path) -> Path:
 
 
 def _save_st(hf_dir: Path, spec: TinySpec, out: Path) -> Path:
+    import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Dense, LayerNorm, Normalize, Pooling, Transformer
 
     modules: list[Any] = [
         Transformer(str(hf_dir), max_seq_length=MAX_SEQ_LENGTH),
         Pooling(HIDDEN, pooling_mode=spec.pooling, include_prompt=spec.include_prompt),
     ]
+    torch.manual_seed(1)
+    if spec.dense:
+        activation = {"tanh": torch.nn.Tanh(), "identity": torch.nn.Identity(), "gelu": torch.nn.GELU()}[spec.dense]
+        modules.append(Dense(HIDDEN, DENSE_OUT, activation_function=activation))
+    if spec.layer_norm:
+        layer_norm = LayerNorm(DENSE_OUT if spec.dense else HIDDEN)
+        with torch.no_grad():  # non-trivial affine parameters, so a wrong formula shows
+            layer_norm.norm.weight.uniform_(0.5, 1.5)
+            layer_norm.norm.bias.uniform_(-0.5, 0.5)
+        modules.append(layer_norm)
     if spec.normalize:
         modules.append(Normalize())
     model = SentenceTransformer(

@@ -64,3 +64,45 @@ def test_unsupported_architecture_is_named(monkeypatch, tmp_path):
 
     with pytest.raises(UnsupportedModelError, match=r"'not-a-model'.*Supported: .*bert"):
         export.export_fp32(tmp_path, tmp_path / "out", "not-a-model")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        TinySpec("bert", dense="tanh"),
+        TinySpec("bert", dense="identity", layer_norm=True),
+        TinySpec("mpnet", pooling="cls", normalize=False, dense="gelu", layer_norm=True),
+        TinySpec("bert", normalize=False, layer_norm=True),
+    ],
+    ids=lambda s: s.name,
+)
+def test_modules_after_pooling(prepared, st_models, spec):
+    source, out = prepared(spec)
+    st = st_models(source)
+    ours = OnnxSentenceEncoder(out, file_name=FP32_FILE, threads=1, cache_size=0)
+    assert ours.get_embedding_dimension() == st.get_embedding_dimension()
+    assert len(ours) == len(st)
+    texts = [*TEXTS, LONG]
+    assert_close_fp32(ours.encode(texts), st.encode(texts))
+    assert_close_fp32(
+        ours.encode(texts, truncate_dim=8, normalize_embeddings=True),
+        st.encode(texts, truncate_dim=8, normalize_embeddings=True),
+    )
+    # the same folder still loads in sentence-transformers' ONNX backend (module weights kept)
+    from sentence_transformers import SentenceTransformer
+
+    st_onnx = SentenceTransformer(str(out), backend="onnx", device="cpu", model_kwargs={"file_name": FP32_FILE})
+    assert_close_fp32(st_onnx.encode(texts), st.encode(texts))
+
+
+def test_unknown_dense_activation(prepared, copy_folder):
+    import json
+
+    _, out = prepared(TinySpec("bert", dense="tanh"))
+    folder = copy_folder(out)
+    dense_dir = next(p for p in folder.iterdir() if p.name.endswith("Dense"))
+    config = json.loads((dense_dir / "config.json").read_text())
+    config["activation_function"] = "my.custom.Swish"
+    (dense_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModelError, match=r"'my\.custom\.Swish'.*Tanh"):
+        OnnxSentenceEncoder(folder, file_name=FP32_FILE)

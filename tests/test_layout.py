@@ -101,11 +101,11 @@ def test_bad_pooling_config(data, named):
 def test_unsupported_module(make_st_model, copy_folder):
     folder = copy_folder(make_st_model(TinySpec("bert")))
     modules = json.loads((folder / "modules.json").read_text())
-    modules.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
+    modules.append({"idx": 3, "name": "3", "path": "3_LSTM", "type": "sentence_transformers.models.LSTM"})
     (folder / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(UnsupportedModelError) as info:
         read_layout(folder)
-    assert "Dense" in str(info.value)
+    assert "LSTM" in str(info.value)
     assert "Normalize" in str(info.value)  # lists what is supported
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import FP32_MAX_ABS, POOLING_MODES
 from fastembed_adapter.layout import PoolingConfig, PoolingMode
-from fastembed_adapter.pooling import PRECISIONS, exclude_prompt, normalize, pool, quantize
+from fastembed_adapter.modules import normalize
+from fastembed_adapter.pooling import PRECISIONS, exclude_prompt, pool, quantize
 
 BATCH, SEQ, DIM = 5, 7, 16
 LENGTHS = [7, 1, 4, 0, 3]  # one row with no real token at all

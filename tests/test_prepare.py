@@ -143,12 +143,12 @@ def test_failing_gate_keeps_existing_folder(prepared_base, make_st_model, copy_f
 def test_unsupported_module(make_st_model, copy_folder, tmp_path):
     source = copy_folder(make_st_model(TinySpec("bert")))
     modules = json.loads((source / "modules.json").read_text())
-    modules.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
+    modules.append({"idx": 3, "name": "3", "path": "3_LSTM", "type": "sentence_transformers.models.LSTM"})
     (source / "modules.json").write_text(json.dumps(modules))
     out = tmp_path / "never"
     with pytest.raises(UnsupportedModelError) as info:
         run_prepare(source, out)
-    assert "Dense" in str(info.value)
+    assert "LSTM" in str(info.value)
     assert not out.exists()
 
 

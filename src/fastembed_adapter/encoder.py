@@ -16,7 +16,8 @@ from .errors import InvalidInputError
 from .hub import resolve_model
 from .layout import ModelLayout, read_layout
 from .metrics import EncoderMetrics
-from .pooling import PRECISIONS, exclude_prompt, normalize, pool, quantize
+from .modules import normalize
+from .pooling import PRECISIONS, exclude_prompt, pool, quantize
 from .session import OnnxSession
 from .similarity import Similarity, SimilarityFunction, pairwise_similarity_fn, similarity_fn
 from .tokenization import TextTokenizer
@@ -172,7 +173,7 @@ class OnnxSentenceEncoder:
 
     def get_sentence_embedding_dimension(self) -> int:
         """Dimension of the sentence embeddings (after ``truncate_dim``, like sentence-transformers)."""
-        dimension = self.layout.pooling.output_dimension
+        dimension = self.layout.dimension
         return min(dimension, self.truncate_dim) if self.truncate_dim else dimension
 
     def get_embedding_dimension(self) -> int:
@@ -256,7 +257,9 @@ class OnnxSentenceEncoder:
                 features["attention_mask"] = mask
             features["token_embeddings"] = tokens
             embedding = pool(self.layout.pooling, tokens, mask)
-            features["sentence_embedding"] = normalize(embedding) if self.layout.normalize else embedding
+            for module in self.layout.post_modules:
+                embedding = module(embedding)
+            features["sentence_embedding"] = embedding
         return features
 
     def encode(

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import CorruptModelError, ModelNotFoundError, UnsupportedModelError
+from .modules import DenseModule, LayerNormModule, NormalizeModule, PostModule
 
 __all__ = [
     "MANIFEST_NAME",
@@ -54,7 +55,7 @@ _POOLING_KEYS = {
     PoolingMode.WEIGHTED_MEAN: "pooling_mode_weightedmean_tokens",
     PoolingMode.LAST_TOKEN: "pooling_mode_lasttoken",
 }
-_SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
+_SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "LayerNorm", "Normalize")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -177,7 +178,7 @@ class ModelLayout:
 
     root: Path
     pooling: PoolingConfig
-    normalize: bool
+    post_modules: tuple[PostModule, ...]
     max_seq_length: int | None
     do_lower_case: bool
     prompts: Mapping[str, str]
@@ -187,6 +188,17 @@ class ModelLayout:
     modules: tuple[str, ...]
     onnx_files: tuple[str, ...]
     manifest: Manifest | None
+
+    @property
+    def normalize(self) -> bool:
+        """Whether the model ends with a ``Normalize`` module."""
+        return any(isinstance(module, NormalizeModule) for module in self.post_modules)
+
+    @property
+    def dimension(self) -> int:
+        """Size of the sentence embedding: the last Dense/LayerNorm's, else the pooled size."""
+        sized = [module for module in self.post_modules if not isinstance(module, NormalizeModule)]
+        return sized[-1].dimension if sized else self.pooling.output_dimension
 
 
 def _modules(root: Path) -> list[dict[str, Any]]:
@@ -230,9 +242,13 @@ def read_layout(root: Path) -> ModelLayout:
     if not root.is_dir():
         raise ModelNotFoundError(f"Model folder {str(root)!r} does not exist or is not a directory.")
     pooling: PoolingConfig | None = None
-    normalize = False
+    post: list[PostModule] = []
     transformer_dir = root
     modules = _modules(root)
+    if not any(str(module.get("type", "")).endswith("Pooling") for module in modules):
+        raise UnsupportedModelError(
+            f"{str(root / 'modules.json')!r} has no Pooling module; only sentence-embedding models are supported."
+        )
     for module in modules:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         if kind not in _SUPPORTED_MODULES:
@@ -245,12 +261,15 @@ def read_layout(root: Path) -> ModelLayout:
             transformer_dir = path
         elif kind == "Pooling":
             pooling = PoolingConfig.from_json(read_json(path / "config.json"))
-        elif kind == "Normalize":
-            normalize = True
-    if pooling is None:
-        raise UnsupportedModelError(
-            f"{str(root / 'modules.json')!r} has no Pooling module; only sentence-embedding models are supported."
-        )
+        elif pooling is None:
+            raise UnsupportedModelError(f"Module {module.get('type')!r} comes before the Pooling module.")
+        elif kind == "Dense":
+            post.append(DenseModule.load(path, read_json(path / "config.json")))
+        elif kind == "LayerNorm":
+            post.append(LayerNormModule.load(path))
+        else:
+            post.append(NormalizeModule())
+    assert pooling is not None  # guaranteed by the check above; for the type checker
     max_len, lower = _max_seq_length(root, transformer_dir)
     st_config_path = root / "config_sentence_transformers.json"
     st_config = read_json(st_config_path) if st_config_path.exists() else {}
@@ -261,7 +280,7 @@ def read_layout(root: Path) -> ModelLayout:
     return ModelLayout(
         root=root,
         pooling=pooling,
-        normalize=normalize,
+        post_modules=tuple(post),
         max_seq_length=max_len,
         do_lower_case=lower,
         prompts=MappingProxyType({str(k): str(v) for k, v in prompts.items() if v is not None}),

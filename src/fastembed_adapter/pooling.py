@@ -1,7 +1,7 @@
-"""Pooling and normalisation in numpy, formula for formula as sentence-transformers' modules.
+"""Pooling and embedding quantization in numpy, formula for formula as sentence-transformers.
 
-``Pooling._forward_padded`` (ST 5.x) and ``Normalize`` (``torch.nn.functional.normalize``,
-eps 1e-12) are the spec; each branch below names the torch expression it mirrors.
+``Pooling._forward_padded`` (ST 5.x) and ``quantize_embeddings`` are the spec; each branch
+below names the torch expression it mirrors.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import numpy as np
 
 from .layout import PoolingConfig, PoolingMode
 
-__all__ = ["PRECISIONS", "exclude_prompt", "normalize", "pool", "quantize"]
+__all__ = ["PRECISIONS", "exclude_prompt", "pool", "quantize"]
 
 _MIN_MASK = 1e-9  # torch.clamp(sum_mask, min=1e-9)
-_NORM_EPS = 1e-12  # torch.nn.functional.normalize default eps
 
 
 def exclude_prompt(mask: np.ndarray, prompt_length: int) -> np.ndarray:
@@ -58,13 +57,6 @@ def pool(config: PoolingConfig, tokens: np.ndarray, mask: np.ndarray) -> np.ndar
             outputs.append(tokens[rows, last] * mask_f[rows, last][:, None])
     pooled = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=-1)
     result: np.ndarray = np.ascontiguousarray(pooled, dtype=np.float32)
-    return result
-
-
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalise rows: ``x / max(||x||, 1e-12)`` like ``torch.nn.functional.normalize``."""
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    result: np.ndarray = (vectors / np.maximum(norms, _NORM_EPS)).astype(np.float32, copy=False)
     return result
 
 

@@ -182,7 +182,8 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
         model_type = str(transformer.auto_model.config.model_type)
     with staging(options.output, options.force) as out:
         model.save(str(out), create_model_card=False)
-        for weights in [p for p in out.rglob("*") if p.suffix in WEIGHT_SUFFIXES]:
+        # The transformer's weights live in the ONNX files now; Dense/LayerNorm modules keep theirs.
+        for weights in [p for p in out.glob("*") if p.suffix in WEIGHT_SUFFIXES]:
             weights.unlink()
         with timer.stage("export"):
             raw = export_fp32(Path(transformer_dir(source, model)), out / "onnx" / "_export", model_type)
@@ -230,7 +231,7 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
                 "default_file": default_file,
                 "model_type": model_type,
                 "fusions": fusions,
-                "dimension": layout.pooling.output_dimension,
+                "dimension": layout.dimension,
                 "max_seq_length": layout.max_seq_length,
                 "pooling": [mode.value for mode in layout.pooling.modes],
                 "normalize": layout.normalize,

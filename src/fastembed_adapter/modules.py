@@ -1,0 +1,162 @@
+"""Modules after pooling — ``Dense``, ``LayerNorm``, ``Normalize`` — in numpy, as sentence-transformers runs them.
+
+Their weights are read from the module folder's ``model.safetensors`` with a small reader (the
+format is a little-endian u64 header length, a JSON header, then raw tensors), so the runtime
+needs neither torch nor the safetensors package.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CorruptModelError, ModelNotFoundError, UnsupportedModelError
+
+__all__ = [
+    "ACTIVATIONS",
+    "DenseModule",
+    "LayerNormModule",
+    "NormalizeModule",
+    "PostModule",
+    "normalize",
+    "read_safetensors",
+]
+
+_NORM_EPS = 1e-12  # torch.nn.functional.normalize default eps
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "torch.nn.modules.activation.Tanh": np.tanh,
+    "torch.nn.modules.linear.Identity": lambda x: x,
+    "torch.nn.modules.activation.ReLU": lambda x: np.maximum(x, 0),
+    "torch.nn.modules.activation.Sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "torch.nn.modules.activation.GELU": lambda x: (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype),
+}
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalise rows: ``x / max(||x||, 1e-12)`` like ``torch.nn.functional.normalize``."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    result: np.ndarray = (vectors / np.maximum(norms, _NORM_EPS)).astype(np.float32, copy=False)
+    return result
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """All tensors of a ``.safetensors`` file as float32 numpy arrays (F32, F16, F64, BF16)."""
+    try:
+        data = path.read_bytes()
+        (length,) = struct.unpack("<Q", data[:8])
+        header: dict[str, Any] = json.loads(data[8 : 8 + length])
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"Missing weights file {str(path)!r}.") from exc
+    except (OSError, struct.error, ValueError) as exc:
+        raise CorruptModelError(f"Cannot read {str(path)!r} as safetensors: {exc}") from exc
+    tensors = {}
+    body = data[8 + length :]
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        raw = body[start:end]
+        if info["dtype"] == "BF16":
+            array = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        elif info["dtype"] in _DTYPES:
+            array = np.frombuffer(raw, dtype=np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<"))
+        else:
+            raise UnsupportedModelError(f"{str(path)!r}: tensor {name!r} has unsupported dtype {info['dtype']}.")
+        tensors[name] = array.astype(np.float32).reshape(info["shape"])
+    return tensors
+
+
+def _weights(folder: Path) -> dict[str, np.ndarray]:
+    path = folder / "model.safetensors"
+    if not path.exists() and (folder / "pytorch_model.bin").exists():
+        raise UnsupportedModelError(
+            f"{str(folder)!r} stores weights as pytorch_model.bin (a pickle); run `prepare`, which re-saves "
+            "them as model.safetensors."
+        )
+    return read_safetensors(path)
+
+
+@dataclass(frozen=True)
+class DenseModule:
+    """``activation(x @ weight.T + bias)``, like ST's ``Dense`` (an ``nn.Linear`` plus activation)."""
+
+    weight: np.ndarray = field(repr=False)
+    bias: np.ndarray | None = field(repr=False)
+    activation: str
+
+    @classmethod
+    def load(cls, folder: Path, config: Mapping[str, Any]) -> DenseModule:
+        """Read ``config.json`` values and the weights of one ``Dense`` module folder."""
+        activation = str(config.get("activation_function", "torch.nn.modules.activation.Tanh"))
+        if activation not in ACTIVATIONS:
+            raise UnsupportedModelError(
+                f"Dense activation {activation!r} is not supported. Supported: {', '.join(ACTIVATIONS)}."
+            )
+        for key in ("module_input_name", "module_output_name"):
+            if config.get(key) not in (None, "sentence_embedding"):
+                raise UnsupportedModelError(f"Dense {key}={config[key]!r} is not supported (only sentence_embedding).")
+        weights = _weights(folder)
+        return cls(weight=weights["linear.weight"], bias=weights.get("linear.bias"), activation=activation)
+
+    @property
+    def dimension(self) -> int:
+        """Output size."""
+        return int(self.weight.shape[0])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Apply to a batch ``(n, in_features)``."""
+        y = x @ self.weight.T
+        if self.bias is not None:
+            y = y + self.bias
+        result: np.ndarray = ACTIVATIONS[self.activation](y).astype(np.float32, copy=False)
+        return result
+
+
+@dataclass(frozen=True)
+class LayerNormModule:
+    """``nn.LayerNorm(dimension)`` (eps 1e-5) over the sentence embedding."""
+
+    weight: np.ndarray = field(repr=False)
+    bias: np.ndarray = field(repr=False)
+    eps: float = 1e-5
+
+    @classmethod
+    def load(cls, folder: Path) -> LayerNormModule:
+        """Read the weights of one ``LayerNorm`` module folder."""
+        weights = _weights(folder)
+        return cls(weight=weights["norm.weight"], bias=weights["norm.bias"])
+
+    @property
+    def dimension(self) -> int:
+        """Output size."""
+        return int(self.weight.shape[0])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Apply to a batch ``(n, dimension)``."""
+        mean = x.mean(axis=-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+        result: np.ndarray = ((x - mean) / np.sqrt(var + self.eps) * self.weight + self.bias).astype(np.float32)
+        return result
+
+
+@dataclass(frozen=True)
+class NormalizeModule:
+    """ST's ``Normalize``: L2 normalisation of the sentence embedding."""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Apply to a batch ``(n, dimension)``."""
+        return normalize(x)
+
+
+PostModule = DenseModule | LayerNormModule | NormalizeModule
