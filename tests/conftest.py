@@ -36,9 +36,12 @@ DENSE_OUT = 16
 ARCHITECTURES = ("bert", "mpnet")
 # Every other encoder architecture goes through prepare -> parity in test_architectures.py.
 MORE_ARCHITECTURES = ("distilbert", "roberta", "xlm-roberta", "modernbert")
+# Decoder embedders (Qwen3-Embedding style): EOS appended, left padding, last-token pooling.
+DECODERS = ("qwen3",)
 ARCH_CONFIG: dict[str, dict[str, Any]] = {
     "distilbert": {"dim": HIDDEN, "hidden_dim": 64, "n_layers": 2, "n_heads": 4},
     "modernbert": {"global_attn_every_n_layers": 2, "local_attention": 16, "cls_token_id": 2, "sep_token_id": 3},
+    "qwen3": {"num_key_value_heads": 2, "head_dim": 8, "use_cache": False},
 }
 POOLING_MODES = ("mean", "cls", "max", "weightedmean", "lasttoken", "mean_sqrt_len_tokens")
 FP32_FILE = "onnx/model.onnx"
@@ -147,6 +150,26 @@ class TinySpec:
         return "-".join(parts)
 
 
+def _decoder_tokenizer(tokenizer_dir: Path) -> Any:
+    """The same vocabulary as a decoder embedder's tokenizer: ``$A [SEP]`` (EOS last), left padding."""
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A [SEP]", special_tokens=[("[SEP]", tok.token_to_id("[SEP]"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        eos_token="[SEP]",
+        padding_side="left",
+        model_max_length=512,
+        model_input_names=["input_ids", "attention_mask"],
+    )
+
+
 def _hf_dir(tokenizer_dir: Path, arch: str, out: Path) -> Path:
     """Random transformers weights (seed 0) plus the tokenizer, saved with save_pretrained."""
     import torch
@@ -155,6 +178,8 @@ def _hf_dir(tokenizer_dir: Path, arch: str, out: Path) -> Path:
     # Like their real tokenizers, only BERT produces token_type_ids.
     names = ["input_ids", "token_type_ids", "attention_mask"] if arch == "bert" else ["input_ids", "attention_mask"]
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), model_input_names=names)
+    if arch in DECODERS:
+        tokenizer = _decoder_tokenizer(tokenizer_dir)
     # mpnet/roberta-style positions start after padding_idx, so they need two more slots.
     extra = 2 if arch in ("mpnet", "roberta", "xlm-roberta") else 0
     config = AutoConfig.for_model(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import (
+    DECODERS,
     FP32_FILE,
     MORE_ARCHITECTURES,
     TEXTS,
@@ -106,3 +107,21 @@ def test_unknown_dense_activation(prepared, copy_folder):
     (dense_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(UnsupportedModelError, match=r"'my\.custom\.Swish'.*Tanh"):
         OnnxSentenceEncoder(folder, file_name=FP32_FILE)
+
+
+@pytest.mark.parametrize("arch", DECODERS)
+@pytest.mark.parametrize(
+    "spec_kwargs",
+    [{}, {"prompts": {"query": "instruct: find similar\nquery: "}, "include_prompt": False}],
+    ids=["plain", "prompt-excluded"],
+)
+def test_decoder_last_token_left_padding(prepared, st_models, arch, spec_kwargs):
+    source, out = prepared(TinySpec(arch, pooling="lasttoken", **spec_kwargs))
+    st = st_models(source)
+    ours = OnnxSentenceEncoder(out, file_name=FP32_FILE, threads=1, cache_size=0)
+    assert ours.tokenizer.padding_side == "left"
+    texts = [*TEXTS, LONG, ""]
+    assert_close_fp32(ours.encode(texts, batch_size=4), st.encode(texts, batch_size=4))
+    assert_close_fp32(ours.encode_query(texts), st.encode_query(texts))
+    int8 = OnnxSentenceEncoder(out, file_name=int8_file(), threads=1, cache_size=0).encode(texts)
+    assert cosines(int8, st.encode(texts)).min() >= TINY_INT8_MIN_COSINE

@@ -50,15 +50,26 @@ class OnnxSession:
                 "it is not a transformer exported for feature extraction."
             )
 
+    @staticmethod
+    def _default_input(name: str, input_ids: np.ndarray) -> np.ndarray:
+        """What the PyTorch model uses when an input is not passed, as sentence-transformers calls it.
+
+        ``token_type_ids`` are zeros; decoder ``position_ids`` are ``arange(seq)`` for every row
+        (HF's ``cache_position`` default, which counts left padding too).
+        """
+        if name == "token_type_ids":
+            return np.zeros_like(input_ids)
+        if name == "position_ids":
+            return np.ascontiguousarray(np.broadcast_to(np.arange(input_ids.shape[1], dtype=np.int64), input_ids.shape))
+        raise InferenceError(f"The model needs input {name!r}, which the tokenizer does not produce.")
+
     def run(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Run one batch and return the token embeddings ``(batch, seq, hidden)`` as float32."""
         feeds = {}
         for name in self.input_names:
             value = features.get(name)
             if value is None:
-                if name != "token_type_ids":
-                    raise InferenceError(f"The model needs input {name!r}, which the tokenizer did not produce.")
-                value = np.zeros_like(features["input_ids"])
+                value = self._default_input(name, features["input_ids"])
             feeds[name] = value
         try:
             (output,) = self._session.run([self.output_name], feeds)
