@@ -16,13 +16,12 @@ output). The uint8 activation side matters: ORT's int8-activation path is ~10x s
 from __future__ import annotations
 
 from collections.abc import Collection
-from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["quantize_per_token"]
+__all__ = ["rewrite_per_token"]
 
 _MS_DOMAIN = "com.microsoft"
 _CONSTS: dict[str, np.ndarray] = {
@@ -34,13 +33,19 @@ _CONSTS: dict[str, np.ndarray] = {
 }
 
 
-def _weight_of(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) -> onnx.TensorProto | None:
-    if node.op_type != "MatMul" or len(node.input) != 2:
-        return None
-    weight = weights.get(node.input[1])
-    if weight is None or len(weight.dims) != 2 or weight.data_type != TensorProto.FLOAT:
-        return None
-    return weight
+def _quantize_activation(x: str, opset: int) -> tuple[list[onnx.NodeProto], str, str]:
+    """Nodes that quantize ``x`` per token to uint8 (zero point 128); returns (nodes, quantized, scale)."""
+    p = f"{x}/fea_pt"
+    nodes = [
+        helper.make_node("Abs", [x], [f"{p}/abs"], name=f"{p}/Abs"),
+        _reduce_max(f"{p}/abs", f"{p}/amax", f"{p}/ReduceMax", opset),
+        helper.make_node("Mul", [f"{p}/amax", "fea_pt_inv127"], [f"{p}/s0"], name=f"{p}/MulScale"),
+        helper.make_node("Max", [f"{p}/s0", "fea_pt_eps"], [f"{p}/scale"], name=f"{p}/Max"),
+        helper.make_node("Reciprocal", [f"{p}/scale"], [f"{p}/inv"], name=f"{p}/Reciprocal"),
+        helper.make_node("Mul", [x, f"{p}/inv"], [f"{p}/xs"], name=f"{p}/MulX"),
+        helper.make_node("QuantizeLinear", [f"{p}/xs", "fea_pt_one", "fea_pt_zp"], [f"{p}/xq"], name=f"{p}/Quantize"),
+    ]
+    return nodes, f"{p}/xq", f"{p}/scale"
 
 
 def _reduce_max(x: str, out: str, name: str, opset: int) -> onnx.NodeProto:
@@ -50,49 +55,44 @@ def _reduce_max(x: str, out: str, name: str, opset: int) -> onnx.NodeProto:
     return helper.make_node("ReduceMax", [x], [out], axes=[-1], keepdims=1, name=name)
 
 
-def _rewrite(
-    node: onnx.NodeProto, weight: np.ndarray, opset: int
-) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    w_scale = (np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0).astype(np.float32)
-    w_q = np.clip(np.round(weight / w_scale), -127, 127).astype(np.int8)
-    p = f"{node.name or node.output[0]}/fea_pt"
-    x = node.input[0]
-    nodes = [
-        helper.make_node("Abs", [x], [f"{p}/abs"], name=f"{p}/Abs"),
-        _reduce_max(f"{p}/abs", f"{p}/amax", f"{p}/ReduceMax", opset),
-        helper.make_node("Mul", [f"{p}/amax", "fea_pt_inv127"], [f"{p}/s0"], name=f"{p}/MulScale"),
-        helper.make_node("Max", [f"{p}/s0", "fea_pt_eps"], [f"{p}/scale"], name=f"{p}/Max"),
-        helper.make_node("Reciprocal", [f"{p}/scale"], [f"{p}/inv"], name=f"{p}/Reciprocal"),
-        helper.make_node("Mul", [x, f"{p}/inv"], [f"{p}/xs"], name=f"{p}/MulX"),
-        helper.make_node("QuantizeLinear", [f"{p}/xs", "fea_pt_one", "fea_pt_zp"], [f"{p}/xq"], name=f"{p}/Quantize"),
-        helper.make_node(
-            "MatMulIntegerToFloat",
-            [f"{p}/xq", f"{p}/wq", f"{p}/scale", f"{p}/ws", "fea_pt_zp"],
-            list(node.output),
-            domain=_MS_DOMAIN,
-            name=f"{p}/MatMulIntegerToFloat",
-        ),
-    ]
-    return nodes, [numpy_helper.from_array(w_q, f"{p}/wq"), numpy_helper.from_array(w_scale, f"{p}/ws")]
+def rewrite_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) -> int:
+    """Rewrite every constant-weight MatMul (except ``exclude``) in place; return the count.
 
-
-def quantize_per_token(source: Path, target: Path, exclude: Collection[str] = ()) -> int:
-    """Rewrite every constant-weight MatMul of ``source`` (except ``exclude``) into ``target``; return the count."""
-    model = onnx.load(str(source))
+    Consumers of the same activation (e.g. Q, K and V) share one activation quantization.
+    """
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     nodes: list[onnx.NodeProto] = []
     added: list[onnx.TensorProto] = []
+    quantized: dict[str, tuple[str, str]] = {}
+    count = 0
     for node in graph.node:
-        weight = _weight_of(node, weights)
-        if weight is None or node.name in exclude:
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+        if weight is None or len(weight.dims) != 2 or weight.data_type != TensorProto.FLOAT or node.name in exclude:
             nodes.append(node)
             continue
-        new_nodes, new_inits = _rewrite(node, numpy_helper.to_array(weight), opset)
-        nodes += new_nodes
-        added += new_inits
-    count = sum(node.op_type == "MatMulIntegerToFloat" for node in nodes)
+        x = node.input[0]
+        if x not in quantized:
+            quant_nodes, xq, scale = _quantize_activation(x, opset)
+            nodes += quant_nodes
+            quantized[x] = (xq, scale)
+        xq, scale = quantized[x]
+        w = numpy_helper.to_array(weight)
+        w_scale = (np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0).astype(np.float32)
+        w_q = np.clip(np.round(w / w_scale), -127, 127).astype(np.int8)
+        p = f"{node.name or node.output[0]}/fea_pt"
+        added += [numpy_helper.from_array(w_q, f"{p}/wq"), numpy_helper.from_array(w_scale, f"{p}/ws")]
+        nodes.append(
+            helper.make_node(
+                "MatMulIntegerToFloat",
+                [xq, f"{p}/wq", scale, f"{p}/ws", "fea_pt_zp"],
+                list(node.output),
+                domain=_MS_DOMAIN,
+                name=f"{p}/MatMulIntegerToFloat",
+            )
+        )
+        count += 1
     used = {name for node in nodes for name in node.input}
     kept = [init for init in graph.initializer if init.name in used]
     added += [numpy_helper.from_array(value, name) for name, value in _CONSTS.items()]
@@ -100,7 +100,6 @@ def quantize_per_token(source: Path, target: Path, exclude: Collection[str] = ()
     graph.node.extend(nodes)
     del graph.initializer[:]
     graph.initializer.extend(kept + added)
-    if not any(opset.domain == _MS_DOMAIN for opset in model.opset_import):
+    if not any(entry.domain == _MS_DOMAIN for entry in model.opset_import):
         model.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
-    onnx.save(model, str(target))
     return count

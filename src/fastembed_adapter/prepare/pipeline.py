@@ -26,7 +26,7 @@ from ..hub import FP32_FILE
 from ..layout import MANIFEST_NAME, read_layout
 from .bench import quick_benchmark
 from .export import export_fp32, optimize_fp32
-from .quantize import RECIPES, Recipe, quantize_int8
+from .quantize import RECIPES, Calibration, Recipe, quantize_int8
 from .report import write_reports
 from .texts import calibration_texts, load_texts, validation_texts
 from .validate import Quality, QualityTarget, compare
@@ -200,7 +200,8 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
         if target is not None:
             with timer.stage("quantize"):
                 int8_name = int8_file_name(target)
-                chosen = _search_recipes(out, int8_name, target, options, texts, reference, recipes)
+                calibration_set = Calibration(out, tuple(calibration), options.threads)
+                chosen = _search_recipes(out, int8_name, target, options, texts, reference, recipes, calibration_set)
             if chosen is None and not options.allow_fp32_fallback:
                 raise ValidationFailedError(_failure_message(options, recipes))
             if chosen is None:
@@ -290,11 +291,12 @@ def _search_recipes(
     texts: list[str],
     reference: np.ndarray,
     tried: list[dict[str, Any]],
+    calibration: Calibration,
 ) -> tuple[str, dict[str, Any]] | None:
     """Try recipes in order of expected speed; keep the first whose INT8 file meets the quality target."""
     candidates: list[Recipe] = [RECIPES[options.recipe]] if options.recipe else list(RECIPES.values())
     for recipe in candidates:
-        quantize_int8(out / FP32_FILE, out / int8_name, target, recipe)
+        quantize_int8(out / FP32_FILE, out / int8_name, target, recipe, calibration)
         embeddings, seconds = _encode_onnx(out, int8_name, texts, options.threads)
         row = _gate_row(compare(reference, embeddings), options.int8_target, seconds)
         tried.append(

@@ -22,7 +22,17 @@ class Recipe:
     per_channel: bool = True
     keep_fp32: str = "none"  # "none" | "ffn_down" | "ffn"
     per_token: bool = False
+    smooth_alpha: float | None = None  # SmoothQuant migration strength; needs calibration texts
     description: str = ""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What calibrated recipes need: the staging folder (tokenizer, configs) and the texts."""
+
+    folder: Path
+    texts: tuple[str, ...]
+    threads: int | None = None
 
 
 RECIPES: dict[str, Recipe] = {
@@ -33,6 +43,12 @@ RECIPES: dict[str, Recipe] = {
             "per-token",
             per_token=True,
             description="INT8 with one activation scale per token (MatMulIntegerToFloat), per-channel weights",
+        ),
+        Recipe(
+            "smooth-per-token",
+            per_token=True,
+            smooth_alpha=0.65,
+            description="SmoothQuant (alpha 0.65, calibrated, exact in FP32), then per-token INT8",
         ),
         Recipe(
             "dynamic-ffn-down-fp32",
@@ -66,16 +82,27 @@ def _ffn_matmuls(model_path: Path, which: str) -> list[str]:
     return names
 
 
-def quantize_int8(source: Path, target_path: Path, target: QuantTarget, recipe: Recipe) -> None:
+def quantize_int8(
+    source: Path, target_path: Path, target: QuantTarget, recipe: Recipe, calibration: Calibration | None = None
+) -> None:
     """Write ``target_path``: ``source`` quantized with ``recipe`` for ``target``."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     exclude = [] if recipe.keep_fp32 == "none" else _ffn_matmuls(source, recipe.keep_fp32)
     if recipe.per_token:
-        from .pertoken import quantize_per_token
+        from .pertoken import rewrite_per_token
+        from .smoothquant import calibrate_absmax, constant_matmul_inputs, smooth
 
-        quantize_per_token(source, target_path, exclude)
+        model = onnx.load(str(source))
+        if recipe.smooth_alpha is not None:
+            if calibration is None:
+                raise ValueError(f"Recipe {recipe.name!r} needs calibration texts.")
+            tensors = sorted(constant_matmul_inputs(model))
+            stats = calibrate_absmax(source, calibration.folder, list(calibration.texts), tensors, calibration.threads)
+            smooth(model, stats, recipe.smooth_alpha)
+        rewrite_per_token(model, exclude)
+        onnx.save(model, str(target_path))
         return
     quantize_dynamic(
         str(source),

@@ -1,0 +1,98 @@
+"""SmoothQuant-style channel smoothing, exact in FP32, before INT8 quantization.
+
+Activation outlier channels make a per-token INT8 scale coarse for every other channel. For each
+activation tensor ``X`` that feeds constant-weight MatMuls we compute, from calibration texts,
+``s_j = max|X_j|^alpha / max|W_j,:|^(1 - alpha)`` (clipped to [1e-2, 1e2]), insert one
+``Mul(X, 1/s)`` shared by all its consumers and multiply every consumer's weight rows by ``s``:
+``(X / s) @ (s * W) == X @ W``, so the FP32 graph is unchanged while the outliers move into the
+weights, which are quantized per output channel.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+__all__ = ["calibrate_absmax", "constant_matmul_inputs", "smooth"]
+
+_CLIP = (1e-2, 1e2)
+
+
+def constant_matmul_inputs(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    """Activation tensor → the MatMul nodes that multiply it by a constant 2-D FP32 weight."""
+    weights = {init.name: init for init in model.graph.initializer}
+    groups: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in model.graph.node:
+        if node.op_type != "MatMul" or len(node.input) != 2:
+            continue
+        weight = weights.get(node.input[1])
+        if weight is not None and len(weight.dims) == 2 and weight.data_type == TensorProto.FLOAT:
+            groups[node.input[0]].append(node)
+    return dict(groups)
+
+
+def calibrate_absmax(
+    model_path: Path, folder: Path, texts: list[str], tensors: list[str], threads: int | None = None
+) -> dict[str, np.ndarray]:
+    """Per-channel ``max|x|`` of each tensor over the real (unpadded) tokens of ``texts``."""
+    import onnxruntime as ort
+
+    from ..layout import read_layout
+    from ..tokenization import TextTokenizer
+
+    model = onnx.load(str(model_path))
+    outputs = {output.name for output in model.graph.output}
+    model.graph.output.extend(
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in tensors if name not in outputs
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    layout = read_layout(folder)
+    tokenizer = TextTokenizer(folder, layout.max_seq_length, layout.do_lower_case)
+    feed_names = {node.name for node in session.get_inputs()}
+    stats: dict[str, np.ndarray] = {}
+    ordered = sorted(texts, key=len, reverse=True)
+    for start in range(0, len(ordered), 32):
+        features = tokenizer.encode(ordered[start : start + 32])
+        mask = features["attention_mask"].astype(bool)
+        values = session.run(tensors, {name: features[name] for name in feed_names if name in features})
+        for name, value in zip(tensors, values, strict=True):
+            rows = value[mask] if value.shape[:2] == mask.shape else value.reshape(-1, value.shape[-1])
+            peak = np.abs(rows).max(axis=0)
+            stats[name] = peak if name not in stats else np.maximum(stats[name], peak)
+    return stats
+
+
+def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -> int:
+    """Smooth every calibrated MatMul input of ``model`` in place; return how many tensors were smoothed."""
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    inserted: dict[str, onnx.NodeProto] = {}  # first consumer's output → the Mul to put before it
+    for tensor, consumers in constant_matmul_inputs(model).items():
+        if tensor not in stats:
+            continue
+        arrays = [numpy_helper.to_array(weights[node.input[1]]) for node in consumers]
+        weight_peak = np.max([np.abs(w).max(axis=1) for w in arrays], axis=0)
+        x_peak = np.maximum(stats[tensor], 1e-5)
+        scale = np.clip(x_peak**alpha / np.maximum(weight_peak, 1e-5) ** (1 - alpha), *_CLIP).astype(np.float32)
+        inverse, smoothed = f"{tensor}/fea_sq_inv", f"{tensor}/fea_sq"
+        graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
+        inserted[consumers[0].output[0]] = helper.make_node(
+            "Mul", [tensor, inverse], [smoothed], name=f"{tensor}/fea_sq_mul"
+        )
+        for node, array in zip(consumers, arrays, strict=True):
+            weights[node.input[1]].CopyFrom(numpy_helper.from_array(array * scale[:, None], node.input[1]))
+            node.input[0] = smoothed
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node.output and node.output[0] in inserted:
+            nodes.append(inserted[node.output[0]])
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(inserted)

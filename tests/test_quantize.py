@@ -1,0 +1,75 @@
+"""INT8 recipes: SmoothQuant is exact in FP32, every recipe yields a loadable, close INT8 file."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import FP32_FILE, FP32_MAX_ABS, TEXTS, TINY_INT8_MIN_COSINE, cosines
+from fastembed_adapter import OnnxSentenceEncoder
+from fastembed_adapter.cpu import detect_target
+from fastembed_adapter.prepare.quantize import RECIPES, Calibration, quantize_int8
+from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, smooth
+from fastembed_adapter.prepare.texts import calibration_texts
+
+CALIBRATION = calibration_texts()[:48]
+
+
+def _encode(folder, name):
+    return OnnxSentenceEncoder(folder, file_name=name, threads=1, cache_size=0, metrics=False).encode(TEXTS)
+
+
+@pytest.fixture()
+def work(prepared_base, tmp_path):
+    def copy(arch: str):
+        folder = tmp_path / arch
+        shutil.copytree(prepared_base(arch), folder, ignore=shutil.ignore_patterns("fastembed_adapter.json"))
+        return folder
+
+    return copy
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_smoothing_is_exact_in_fp32(work, arch):
+    folder = work(arch)
+    model = onnx.load(str(folder / FP32_FILE))
+    tensors = sorted(constant_matmul_inputs(model))
+    stats = calibrate_absmax(folder / FP32_FILE, folder, CALIBRATION, tensors, threads=1)
+    assert set(stats) == set(tensors) and all(v.ndim == 1 and (v >= 0).all() for v in stats.values())
+    assert smooth(model, stats, alpha=0.65) == len(tensors)
+    onnx.save(model, str(folder / "onnx" / "model_smoothed.onnx"))
+    np.testing.assert_allclose(
+        _encode(folder, "onnx/model_smoothed.onnx"), _encode(folder, FP32_FILE), atol=FP32_MAX_ABS
+    )
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_every_recipe_gives_a_close_int8_file(work, arch, recipe):
+    folder = work(arch)
+    target = folder / "onnx" / "model_recipe.onnx"
+    quantize_int8(
+        folder / FP32_FILE, target, detect_target(), RECIPES[recipe], Calibration(folder, tuple(CALIBRATION), 1)
+    )
+    got, reference = _encode(folder, "onnx/model_recipe.onnx"), _encode(folder, FP32_FILE)
+    assert cosines(got, reference).min() >= TINY_INT8_MIN_COSINE
+    model = onnx.load(str(target))
+    ops = [node.op_type for node in model.graph.node]
+    constants = {init.name for init in model.graph.initializer}
+    fp32_weight_matmuls = [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in constants]
+    if RECIPES[recipe].per_token:
+        # one activation quantization per input tensor: Q, K and V (mpnet) share theirs
+        assert ops.count("MatMulIntegerToFloat") > 0
+        assert ops.count("QuantizeLinear") < ops.count("MatMulIntegerToFloat") or arch == "bert"
+        assert not fp32_weight_matmuls or RECIPES[recipe].keep_fp32 != "none"
+    else:
+        assert "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops
+
+
+def test_calibrated_recipe_needs_texts(work):
+    folder = work("bert")
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_int8(folder / FP32_FILE, folder / "onnx" / "x.onnx", detect_target(), RECIPES["smooth-per-token"])
