@@ -1,0 +1,27 @@
+"""``serve``: an HTTP embedding service around one ``OnnxSentenceEncoder`` (extra ``serve``).
+
+OpenAI-compatible ``POST /v1/embeddings``, TEI-style ``POST /embed``, ``/health``, ``/info``,
+``/v1/models`` and Prometheus ``/metrics``; concurrent requests are merged into micro-batches
+that one worker thread encodes. Importing this subpackage checks the extra is installed and
+raises ``MissingExtraError`` naming the install command otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from ..errors import MissingExtraError
+
+for _module in ("starlette", "uvicorn", "anyio"):
+    try:
+        _found = importlib.util.find_spec(_module) is not None
+    except ModuleNotFoundError:
+        _found = False
+    if not _found:
+        raise MissingExtraError("serve", _module)
+
+from .app import create_app  # noqa: E402
+from .runner import run  # noqa: E402
+from .settings import ServerSettings  # noqa: E402
+
+__all__ = ["ServerSettings", "create_app", "run"]

@@ -1,0 +1,123 @@
+"""The service's errors and the one exception → HTTP status table.
+
+Server-only classes extend the library tree in :mod:`fastembed_adapter.errors`::
+
+    FastembedAdapterError
+    ├── InvalidInputError                      422 invalid_request
+    │   ├── RequestValidationError             422 invalid_request   bad JSON, wrong types, empty input
+    │   └── PayloadTooLargeError               413 payload_too_large too many inputs, body or text too long
+    ├── ModelFolderError                       503 model_unavailable
+    ├── InferenceError                         500 inference_error
+    ├── UnauthorizedError(PermissionError)     401 unauthorized      missing or wrong API key
+    ├── OverloadedError(RuntimeError)          429 overloaded        queue full (with Retry-After)
+    └── NotReadyError(RuntimeError)            503 not_ready         loading or draining (with Retry-After)
+
+Every error body has the OpenAI shape ``{"error": {"message", "type", "code"}}`` (``code`` is
+the HTTP status) so OpenAI clients raise their usual exceptions; ``request_id`` is added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.exceptions import HTTPException
+
+from ..errors import FastembedAdapterError, InferenceError, InvalidInputError, ModelFolderError
+
+__all__ = [
+    "ERROR_TABLE",
+    "ErrorStatus",
+    "NotReadyError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "RequestValidationError",
+    "UnauthorizedError",
+    "error_body",
+    "status_of",
+]
+
+
+class RequestValidationError(InvalidInputError):
+    """The request body is not valid JSON or does not match the endpoint's schema."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """Too many inputs, a body over the byte limit, or a text over the model's token limit."""
+
+
+class UnauthorizedError(FastembedAdapterError, PermissionError):
+    """An API key is configured and the request did not present it."""
+
+
+class OverloadedError(FastembedAdapterError, RuntimeError):
+    """The request queue is full; retry later (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotReadyError(FastembedAdapterError, RuntimeError):
+    """The model is still loading, failed to load, or the replica is draining (HTTP 503)."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ErrorStatus:
+    """HTTP status and ``error.type`` of one exception class."""
+
+    status: int
+    type: str
+
+
+# Most specific first: the first class the exception is an instance of wins.
+ERROR_TABLE: tuple[tuple[type[BaseException], ErrorStatus], ...] = (
+    (PayloadTooLargeError, ErrorStatus(413, "payload_too_large")),
+    (InvalidInputError, ErrorStatus(422, "invalid_request")),
+    (UnauthorizedError, ErrorStatus(401, "unauthorized")),
+    (OverloadedError, ErrorStatus(429, "overloaded")),
+    (NotReadyError, ErrorStatus(503, "not_ready")),
+    (ModelFolderError, ErrorStatus(503, "model_unavailable")),
+    (InferenceError, ErrorStatus(500, "inference_error")),
+    (FastembedAdapterError, ErrorStatus(500, "internal_error")),
+)
+_INTERNAL = ErrorStatus(500, "internal_error")
+_HTTP_TYPES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def status_of(exc: BaseException) -> ErrorStatus:
+    """The status and error type for ``exc`` (500 ``internal_error`` for anything unexpected)."""
+    if isinstance(exc, HTTPException):
+        return ErrorStatus(exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"))
+    for cls, status in ERROR_TABLE:
+        if isinstance(exc, cls):
+            return status
+    return _INTERNAL
+
+
+def error_body(exc: BaseException, request_id: str | None = None) -> tuple[int, dict[str, object], dict[str, str]]:
+    """``(status, JSON body, extra headers)`` of the error response for ``exc``.
+
+    Unexpected exceptions are reported without their message (it may leak internals); the
+    access log and the traceback in the service log carry the details.
+    """
+    found = status_of(exc)
+    if isinstance(exc, HTTPException):
+        message = str(exc.detail)
+    elif found is _INTERNAL and not isinstance(exc, FastembedAdapterError):
+        message = f"Internal error ({type(exc).__name__}); see the service log for request {request_id}."
+    else:
+        message = str(exc)
+    body: dict[str, object] = {"error": {"message": message, "type": found.type, "code": found.status}}
+    if request_id is not None:
+        body["request_id"] = request_id
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        headers["Retry-After"] = str(retry_after)
+    if found.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return found.status, body, headers

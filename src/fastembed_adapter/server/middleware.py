@@ -1,0 +1,122 @@
+"""The one ASGI middleware around every route: request id, API key, metrics, access log, last-resort 500.
+
+- ``X-Request-ID``: taken from the request when it is a sane token (≤ 128 chars of
+  ``[A-Za-z0-9._:-]``), otherwise a new UUID; always echoed in the response.
+- API key: when configured, every path but ``/health`` needs ``Authorization: Bearer <key>``,
+  compared with :func:`hmac.compare_digest` (constant time).
+- One log record per request on the ``fastembed_adapter.server.access`` logger, with the fields in
+  ``extra`` (the CLI renders them as one JSON line).
+- Any exception that escapes a route becomes a JSON 500 for that request only; the traceback is logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import UnauthorizedError, error_body
+from .metrics import ServerMetrics
+
+__all__ = ["ENDPOINTS", "ObservabilityMiddleware"]
+
+access_logger = logging.getLogger("fastembed_adapter.server.access")
+logger = logging.getLogger(__name__)
+
+ENDPOINTS = frozenset({"/v1/embeddings", "/embed", "/health", "/info", "/v1/models", "/metrics"})
+OPEN_PATHS = frozenset({"/health"})
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _authorized(scope: Scope, key: bytes) -> bool:
+    presented = _header(scope, b"authorization") or ""
+    scheme, _, token = presented.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("latin-1", "replace"), key)
+
+
+async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+    """Send a complete JSON response straight to the ASGI ``send``."""
+    payload = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class ObservabilityMiddleware:
+    """Pure ASGI middleware (no response buffering) wrapping the whole app."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, api_key: str | None = None) -> None:
+        """Wrap ``app``; ``api_key`` enables bearer authentication."""
+        self.app = app
+        self.metrics = metrics
+        self.api_key = api_key.encode("latin-1", "replace") if api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one request (lifespan and websocket scopes pass through)."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        given = _header(scope, b"x-request-id")
+        request_id = given if given is not None and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        path = str(scope.get("path", ""))
+        endpoint = path if path in ENDPOINTS else "other"
+        status = 500
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        in_progress = self.metrics.in_progress.labels(endpoint)
+        in_progress.inc()
+        try:
+            if self.api_key is not None and path not in OPEN_PATHS and not _authorized(scope, self.api_key):
+                code, body, headers = error_body(
+                    UnauthorizedError("Missing or wrong API key: send 'Authorization: Bearer <key>'."), request_id
+                )
+                await send_json(send_with_id, code, body, headers)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # a bug in one request must not take the others (or the process) down
+            logger.exception("unhandled error in request %s", request_id)
+            if not started:
+                code, body, headers = error_body(exc, request_id)
+                await send_json(send_with_id, code, body, headers)
+        finally:
+            in_progress.dec()
+            elapsed = time.perf_counter() - start
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(elapsed)
+            fields: dict[str, Any] = {
+                "request_id": request_id,
+                "method": scope.get("method"),
+                "path": path,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "client": scope["client"][0] if scope.get("client") else None,
+            }
+            for key in ("texts", "tokens", "error"):
+                if key in state:
+                    fields[key] = state[key]
+            access_logger.info("%s %s %d", fields["method"], path, status, extra={"fields": fields})

@@ -1,0 +1,92 @@
+"""``ServerSettings``: every knob of ``serve`` in one frozen, validated dataclass.
+
+The CLI builds it from flags with ``FEA_*`` environment fallbacks (read when the command runs);
+tests build it directly. Nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InvalidInputError
+
+__all__ = ["LOG_FORMATS", "ServerSettings"]
+
+LOG_FORMATS = ("json", "text")
+
+
+def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidInputError(f"{name} must be a number {bound}, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Configuration of one ``serve`` replica.
+
+    Attributes:
+        model: prepared model folder or hub id given to ``OnnxSentenceEncoder``.
+        model_name: the id reported in responses and ``/v1/models`` (default: the folder name).
+        file_name: ONNX file inside the folder (default: the encoder's choice for this CPU).
+        host: address to bind.
+        port: TCP port to bind.
+        threads: ONNX Runtime intra-op threads (default: the CPUs this process may use).
+        max_batch_texts: texts merged into one ONNX call at most (a larger request runs alone).
+        max_batch_tokens: tokens (after truncation) merged into one micro-batch at most.
+        max_batch_wait_ms: how long the first queued request may wait for others to join its batch.
+        max_queue: requests queued or running at once; more get 429 with ``Retry-After``.
+        max_inputs: texts per request; more get 413.
+        max_body_bytes: request body size; larger bodies get 413.
+        auto_truncate: truncate over-long texts by default (else 413 unless the request asks).
+        cache_size: LRU embedding cache entries of this replica (0 disables it).
+        api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>``.
+        drain_timeout: seconds in-flight requests get to finish after SIGTERM.
+        log_format: ``json`` (one object per line) or ``text``.
+        log_level: logging level name for the service's loggers.
+    """
+
+    model: str
+    model_name: str | None = None
+    file_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int | None = None
+    max_batch_texts: int = 32
+    max_batch_tokens: int = 16384
+    max_batch_wait_ms: float = 2.0
+    max_queue: int = 256
+    max_inputs: int = 512
+    max_body_bytes: int = 2 * 1024 * 1024
+    auto_truncate: bool = False
+    cache_size: int = 1024
+    api_key: str | None = field(default=None, repr=False)
+    drain_timeout: float = 30.0
+    log_format: str = "json"
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise InvalidInputError(f"model must be a folder path or hub id, got {self.model!r}.")
+        if not isinstance(self.port, int) or isinstance(self.port, bool) or not 0 <= self.port <= 65535:
+            raise InvalidInputError(f"port must be an integer 0..65535, got {self.port!r}.")
+        for name in ("max_batch_texts", "max_batch_tokens", "max_queue", "max_inputs", "max_body_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int):
+                raise InvalidInputError(f"{name} must be an integer, got {value!r}.")
+            _check_positive(name, value)
+        if self.threads is not None:
+            _check_positive("threads", self.threads)
+        _check_positive("max_batch_wait_ms", self.max_batch_wait_ms, allow_zero=True)
+        _check_positive("cache_size", self.cache_size, allow_zero=True)
+        _check_positive("drain_timeout", self.drain_timeout, allow_zero=True)
+        if self.log_format not in LOG_FORMATS:
+            raise InvalidInputError(f"log_format must be one of {list(LOG_FORMATS)}, got {self.log_format!r}.")
+        if self.api_key is not None and not self.api_key.strip():
+            raise InvalidInputError("api_key is empty; unset FEA_API_KEY to disable authentication.")
+
+    @property
+    def served_name(self) -> str:
+        """The model id clients see: ``model_name`` or the last part of ``model``."""
+        return self.model_name or Path(self.model.rstrip("/")).name or self.model
