@@ -1,0 +1,132 @@
+"""Numbers from raw worker runs.
+
+Medians and spread over rounds, paired ratios to the baseline, quality against the baseline's
+embeddings, and achieved MAC/s from the model config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["encoder_macs", "per_run_figures", "quality", "ratio_summary", "spread"]
+
+TOP_K = 10
+
+# The figures compared with the baseline. Latencies give speedups (baseline / backend, > 1 is faster);
+# the others backend / baseline (> 1 is more throughput; < 1 is a faster cold start or less memory).
+FIGURES = (
+    "cold_start_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "short_texts_per_s",
+    "long_texts_per_s",
+    "rss_after_load_mb",
+    "peak_rss_mb",
+)
+
+
+def per_run_figures(run: Mapping[str, Any]) -> dict[str, float]:
+    """The headline figures of one worker run."""
+    latencies = np.asarray(run["latency_ms"], dtype=np.float64)
+    return {
+        "cold_start_s": float(run["cold_start_s"]),
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p95_ms": float(np.percentile(latencies, 95)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "short_texts_per_s": float(run["short"]["texts_per_s"]),
+        "long_texts_per_s": float(run["long"]["texts_per_s"]),
+        "rss_after_load_mb": float(run["rss_after_load_mb"]),
+        "peak_rss_mb": float(run["peak_rss_mb"]),
+        "boot_s": float(run["boot_s"]),
+        "load_s": float(run["load_s"]),
+        "first_encode_s": float(run["first_encode_s"]),
+    }
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, min, max and the relative spread ``(max - min) / median`` of one figure over rounds."""
+    array = np.asarray(values, dtype=np.float64)
+    median = float(np.median(array))
+    return {
+        "median": median,
+        "min": float(array.min()),
+        "max": float(array.max()),
+        "rel_spread": float((array.max() - array.min()) / median) if median else 0.0,
+        "n": len(array),
+    }
+
+
+def ratio_summary(runs: Mapping[int, dict[str, float]], baseline: Mapping[int, dict[str, float]]) -> dict[str, Any]:
+    """Per-round paired ratios to the baseline (same round = neighbouring in time), then their spread.
+
+    Latencies become speedups (``baseline / backend``); throughputs ``backend / baseline``;
+    cold start and memory ``backend / baseline`` (smaller is better).
+    """
+    out: dict[str, Any] = {}
+    rounds = sorted(set(runs) & set(baseline))
+    if not rounds:
+        return out
+    for figure in FIGURES:
+        if figure.endswith("_ms"):
+            ratios = [baseline[r][figure] / runs[r][figure] for r in rounds]
+        else:
+            ratios = [runs[r][figure] / baseline[r][figure] for r in rounds]
+        out[figure] = spread(ratios)
+    return out
+
+
+def encoder_macs(config: Mapping[str, Any], tokens: Sequence[int]) -> float:
+    """Multiply-accumulates of the transformer encoder for texts of ``tokens`` real tokens each.
+
+    Per layer and text of ``s`` tokens: Q, K, V and output projections ``4·s·h²``, the FFN
+    ``2·s·h·i``, attention scores and context ``2·s²·h``. Embeddings, layer norms, softmax and
+    pooling are not counted (< 1 %).
+    """
+    layers = int(config.get("num_hidden_layers", config.get("n_layers", 0)))
+    hidden = int(config.get("hidden_size", config.get("dim", 0)))
+    inner = int(config.get("intermediate_size", config.get("hidden_dim", 4 * hidden)))
+    s = np.asarray(tokens, dtype=np.float64)
+    per_layer = s * (4 * hidden * hidden + 2 * hidden * inner) + 2 * s * s * hidden
+    return float(layers * per_layer.sum())
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    unit: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return unit
+
+
+def _top_k(queries: np.ndarray, corpus: np.ndarray, k: int) -> np.ndarray:
+    sims = _unit(queries) @ _unit(corpus).T
+    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+
+
+def quality(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Per-text cosine to the reference (min/mean over queries, short and long texts) and top-10 agreement.
+
+    Top-10 agreement: for every query, the share of the reference's 10 nearest corpus texts
+    (short sentences + long passages) that the candidate also ranks in its 10 nearest; averaged.
+    """
+    parts = ("queries", "short", "long")
+    ref = np.concatenate([reference[p] for p in parts])
+    cand = np.concatenate([candidate[p] for p in parts])
+    cosines = np.sum(_unit(ref) * _unit(cand), axis=1)
+    corpus_ref = np.concatenate([reference["short"], reference["long"]])
+    corpus_cand = np.concatenate([candidate["short"], candidate["long"]])
+    k = max(1, min(TOP_K, len(corpus_ref)))
+    ref_top = _top_k(reference["queries"], corpus_ref, k)
+    cand_top = _top_k(candidate["queries"], corpus_cand, k)
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(ref_top.tolist(), cand_top.tolist(), strict=True)]
+    return {
+        "min_cosine": float(cosines.min()),
+        "mean_cosine": float(cosines.mean()),
+        "top10_agreement": float(np.mean(overlap)),
+        "k": k,
+        "texts": len(ref),
+        "queries": len(ref_top),
+        "corpus": len(corpus_ref),
+    }
