@@ -1,4 +1,4 @@
-"""Command line: ``fastembed-adapter {prepare,info}`` and the ``prepare`` shortcut.
+"""Command line: ``fastembed-adapter {prepare,info,bench,serve}`` and the ``prepare`` shortcut.
 
 Exit codes: 0 success, 1 failure (one-line cause on stderr), 2 usage error (argparse).
 Every option has an environment fallback with the ``FEA_`` prefix, read when the command runs.
@@ -163,6 +163,149 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    def env_int(name: str) -> int | None:
+        value = _env(name)
+        return int(value) if value is not None else None
+
+    parser.add_argument(
+        "--prepared",
+        type=Path,
+        default=_env("BENCH_PREPARED"),
+        required=_env("BENCH_PREPARED") is None,
+        help="folder written by `prepare` [env FEA_BENCH_PREPARED]",
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=_env("BENCH_SOURCE"),
+        required=_env("BENCH_SOURCE") is None,
+        help="the sentence-transformers folder it was prepared from (PyTorch baseline) [env FEA_BENCH_SOURCE]",
+    )
+    parser.add_argument(
+        "--name", default=_env("BENCH_NAME"), help="results subfolder (default: the prepared folder's name)"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path(_env("BENCH_OUTPUT", "bench/results")),
+        help="results root; files go to OUTPUT/NAME/<date>.* [env FEA_BENCH_OUTPUT]",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a measurement")
+    for name, what in (
+        ("rounds", "rounds (each backend once per round, fresh process)"),
+        ("queries", "batch-1 queries"),
+        ("warmup", "warm-up queries"),
+        ("short", "short sentences (throughput)"),
+        ("long", "long passages (throughput)"),
+    ):
+        parser.add_argument(
+            f"--{name}",
+            type=int,
+            default=env_int(f"BENCH_{name.upper()}"),
+            help=f"number of {what} [env FEA_BENCH_{name.upper()}]",
+        )
+    parser.add_argument("--threads", type=int, default=env_int("THREADS"), help="threads per backend [env FEA_THREADS]")
+    parser.add_argument("--backends", default=_env("BENCH_BACKENDS"), help="comma-separated subset (default: all)")
+    parser.add_argument("--fp32-file", default=_env("BENCH_FP32_FILE", "onnx/model.onnx"), help="FP32 ONNX file")
+    parser.add_argument("--int8-file", default=_env("BENCH_INT8_FILE"), help="INT8 ONNX file (default: this CPU's)")
+    parser.add_argument("--peak-int8-gmacs", type=float, default=float(_env("BENCH_PEAK_INT8_GMACS", 850)))
+    parser.add_argument("--peak-fp32-gmacs", type=float, default=float(_env("BENCH_PEAK_FP32_GMACS", 213)))
+    parser.add_argument("--json", action="store_true", help="print the result JSON instead of the Markdown")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .benchmark import BACKENDS, BenchOptions, run_bench
+    from .benchmark.report import render_markdown
+    from .benchmark.runner import FULL_SIZES, QUICK_SIZES
+
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    size = {key: getattr(args, key) if getattr(args, key) is not None else default for key, default in sizes.items()}
+    names = tuple(b.strip() for b in args.backends.split(",") if b.strip()) if args.backends else None
+
+    def progress(message: str) -> None:
+        sys.stderr.write(f"bench: {message}\n")
+
+    options = BenchOptions(
+        prepared=args.prepared,
+        source=args.source,
+        name=args.name,
+        output=args.output,
+        rounds=size["rounds"],
+        queries=size["queries"],
+        warmup=size["warmup"],
+        short=size["short"],
+        long=size["long"],
+        threads=args.threads,
+        backends=names or tuple(b.name for b in BACKENDS),
+        fp32_file=args.fp32_file,
+        int8_file=args.int8_file,
+        peak_int8_gmacs=args.peak_int8_gmacs,
+        peak_fp32_gmacs=args.peak_fp32_gmacs,
+        quick=args.quick,
+        progress=progress,
+    )
+    report = run_bench(options)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n" if args.json else render_markdown(report))
+    return 0
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """``serve`` flags; unset ones stay None so ``ServerSettings`` holds the defaults (named in the help)."""
+    truthy = ("1", "true", "yes", "on")
+    parser.add_argument(
+        "--model",
+        default=_env("MODEL"),
+        required=_env("MODEL") is None,
+        help="folder written by `prepare` (or hub id with onnx/*.onnx) [env FEA_MODEL]",
+    )
+    parser.add_argument(
+        "--model-name",
+        default=_env("MODEL_NAME"),
+        help="id reported to clients (default: folder name) [env FEA_MODEL_NAME]",
+    )
+    parser.add_argument("--file-name", default=_env("FILE_NAME"), help="ONNX file in the folder [env FEA_FILE_NAME]")
+    parser.add_argument("--host", default=_env("HOST"), help="address to bind (default 127.0.0.1) [env FEA_HOST]")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=_env("PORT", os.environ.get("PORT")),
+        help="port (default 8080) [env FEA_PORT, then PORT]",
+    )
+    parser.add_argument("--threads", type=int, default=_env("THREADS"), help="ONNX Runtime threads [env FEA_THREADS]")
+    for flag, kind, what in (
+        ("max-batch-texts", int, "texts per micro-batch (default 32)"),
+        ("max-batch-tokens", int, "tokens per micro-batch (default 16384)"),
+        ("max-batch-wait-ms", float, "how long a request waits for others to join its batch (default 2)"),
+        ("max-queue", int, "requests queued or running; more get 429 (default 256)"),
+        ("max-inputs", int, "texts per request; more get 413 (default 512)"),
+        ("max-body-bytes", int, "request body size; larger gets 413 (default 2097152)"),
+        ("cache-size", int, "LRU embedding cache entries per replica, 0 = off (default 1024)"),
+        ("drain-timeout", float, "seconds in-flight requests get after SIGTERM (default 30)"),
+    ):
+        env = flag.replace("-", "_").upper()
+        parser.add_argument(f"--{flag}", type=kind, default=_env(env), help=f"{what} [env FEA_{env}]")
+    auto = _env("AUTO_TRUNCATE")
+    parser.add_argument(
+        "--auto-truncate",
+        action=argparse.BooleanOptionalAction,
+        default=None if auto is None else auto.strip().lower() in truthy,
+        help="truncate texts over max_seq_length instead of 413 (default off) [env FEA_AUTO_TRUNCATE]",
+    )
+    parser.add_argument("--log-format", choices=("json", "text"), default=_env("LOG_FORMAT", "json"))
+    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="[env FEA_LOG_LEVEL]")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .server import ServerSettings, run
+    from .server.logs import configure_logging
+
+    given = {name: value for name, value in vars(args).items() if value is not None and name != "command"}
+    settings = ServerSettings(**given, api_key=_env("API_KEY") or None)  # the key only from the environment
+    configure_logging(settings.log_format, settings.log_level)
+    return run(settings)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastembed-adapter",
@@ -179,11 +322,25 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="describe a prepared model folder")
     info.add_argument("model", help="model folder or hub id")
     info.add_argument("--file-name", default=None, help="ONNX file inside the folder")
+    bench = commands.add_parser(
+        "bench",
+        help="side-by-side benchmark: PyTorch, sentence-transformers ONNX, fastembed, OnnxSentenceEncoder",
+        description="Benchmark every backend in its own fresh process, interleaved and repeated; write "
+        "JSON, Markdown and PNG plots to OUTPUT/NAME/ (extra 'bench').",
+    )
+    _add_bench_arguments(bench)
+    serve = commands.add_parser(
+        "serve",
+        help="HTTP embedding service: OpenAI /v1/embeddings, TEI /embed, /health, /metrics (extra 'serve')",
+        description="Serve a prepared model over HTTP with dynamic micro-batching. Every flag has an "
+        "FEA_* environment fallback; FEA_API_KEY enables bearer authentication.",
+    )
+    _add_serve_arguments(serve)
     return parser
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    handlers = {"prepare": _run_prepare, "info": _run_info}
+    handlers = {"prepare": _run_prepare, "info": _run_info, "bench": _run_bench, "serve": _run_serve}
     try:
         return handlers[args.command](args)
     except FastembedAdapterError as exc:

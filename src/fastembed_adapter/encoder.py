@@ -77,6 +77,7 @@ class OnnxSentenceEncoder:
         *,
         file_name: str | None = None,
         threads: int | None = None,
+        spinning: bool = True,
         revision: str | None = None,
         truncate_dim: int | None = None,
         prompts: Mapping[str, str] | None = None,
@@ -95,6 +96,8 @@ class OnnxSentenceEncoder:
             file_name: ONNX file inside the folder, e.g. ``onnx/model.onnx``. Default: the INT8
                 file made for this CPU, else ``onnx/model.onnx``.
             threads: intra-op threads; default the CPUs this process may use (cgroup quota, affinity).
+            spinning: let idle ORT threads busy-wait between calls (lowest latency); False saves CPU
+                between requests (servers, throttled containers).
             revision: hub revision (branch, tag or commit) when loading from the hub.
             truncate_dim: default dimension to truncate sentence embeddings to (else the model config's).
             prompts: prompts by name; the model config fills in names not given here.
@@ -119,7 +122,7 @@ class OnnxSentenceEncoder:
         self.file_name = chosen
         self._warn_on_isa_mismatch()
         self.tokenizer = TextTokenizer(root, self.layout.max_seq_length, self.layout.do_lower_case)
-        self.session = OnnxSession(root / chosen, threads)
+        self.session = OnnxSession(root / chosen, threads, spinning)
         self.truncate_dim = truncate_dim if truncate_dim is not None else self.layout.truncate_dim
         self.prompts = self._merge_prompts(prompts)
         self.default_prompt_name = default_prompt_name or self.layout.default_prompt_name
