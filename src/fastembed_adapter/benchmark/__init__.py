@@ -11,17 +11,9 @@ naming the install command otherwise.
 
 from __future__ import annotations
 
-import importlib.util
+from ..extras import require_extra
 
-from ..errors import MissingExtraError
-
-for _module in ("psutil", "matplotlib", "torch", "sentence_transformers"):
-    try:
-        _found = importlib.util.find_spec(_module) is not None
-    except ModuleNotFoundError:
-        _found = False
-    if not _found:
-        raise MissingExtraError("bench", _module)
+require_extra("bench", ("psutil", "matplotlib", "torch", "sentence_transformers"))
 
 from .backends import BACKENDS  # noqa: E402
 from .runner import BenchOptions, run_bench  # noqa: E402

@@ -6,17 +6,9 @@ naming the install command otherwise.
 
 from __future__ import annotations
 
-import importlib.util
+from ..extras import require_extra
 
-from ..errors import MissingExtraError
-
-for _module in ("torch", "sentence_transformers", "transformers", "optimum.exporters.onnx", "onnx"):
-    try:
-        _found = importlib.util.find_spec(_module) is not None
-    except ModuleNotFoundError:
-        _found = False
-    if not _found:
-        raise MissingExtraError("prepare", _module)
+require_extra("prepare", ("torch", "sentence_transformers", "transformers", "optimum.exporters.onnx", "onnx"))
 
 from .pipeline import STAGES, PrepareOptions, prepare_model  # noqa: E402
 

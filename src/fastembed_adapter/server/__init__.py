@@ -8,17 +8,9 @@ raises ``MissingExtraError`` naming the install command otherwise.
 
 from __future__ import annotations
 
-import importlib.util
+from ..extras import require_extra
 
-from ..errors import MissingExtraError
-
-for _module in ("starlette", "uvicorn", "anyio"):
-    try:
-        _found = importlib.util.find_spec(_module) is not None
-    except ModuleNotFoundError:
-        _found = False
-    if not _found:
-        raise MissingExtraError("serve", _module)
+require_extra("serve", ("starlette", "uvicorn", "anyio"))
 
 from .app import create_app  # noqa: E402
 from .runner import run  # noqa: E402
