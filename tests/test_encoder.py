@@ -431,3 +431,25 @@ def test_dimension_len_and_device(pair):
     assert len(ours) == len(st)
     assert ours.device == "cpu"
     assert ours.similarity_fn_name == st.similarity_fn_name
+
+
+@pytest.mark.parametrize(("cpu", "warns"), [("avx2", True), ("avx512", True), ("avx512_vnni", False)])
+def test_vnni_file_on_a_cpu_without_vnni_warns(prepared_base, copy_folder, monkeypatch, cpu, warns):
+    import shutil
+    import warnings
+
+    from fastembed_adapter import encoder as encoder_module
+    from fastembed_adapter.cpu import QuantTarget, int8_file_name
+
+    folder = copy_folder(prepared_base("bert"))
+    (folder / MANIFEST_NAME).unlink()
+    name = int8_file_name(QuantTarget.AVX512_VNNI)  # a file made for VNNI, whatever this machine is
+    shutil.copyfile(folder / FP32_FILE, folder / name)
+    monkeypatch.setattr(encoder_module, "detect_target", lambda: QuantTarget(cpu))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        OnnxSentenceEncoder(folder, file_name=name, threads=1)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert bool(messages) is warns, messages
+    if warns:
+        assert "AVX512-VNNI" in messages[0] and "prepare --target auto" in messages[0]
