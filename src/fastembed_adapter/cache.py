@@ -83,13 +83,12 @@ class EmbeddingCache:
     def info(self) -> CacheInfo:
         """Hits, misses and current size."""
         with self._lock:
-            used = int(self._cache.currsize) if self.max_bytes is not None else len(self._cache)
             return CacheInfo(
                 hits=self._hits,
                 misses=self._misses,
                 size=len(self._cache),
                 maxsize=self.maxsize,
-                bytes=used if self.max_bytes is not None else sum(v.nbytes for v in self._cache.values()),
+                bytes=sum(value.nbytes for value in self._cache.values()),
                 max_bytes=self.max_bytes,
             )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from .cpu import detect_target, int8_file_name
 from .errors import ModelNotFoundError
 
-__all__ = ["choose_onnx_file", "resolve_model"]
+__all__ = ["check_repo_id", "choose_onnx_file", "resolve_model"]
 
 FP32_FILE = "onnx/model.onnx"
 # Everything but the weights: configs, tokenizer files, module folders' configs, the manifest.
@@ -43,10 +43,15 @@ def resolve_model(name_or_path: str | Path, file_name: str | None, revision: str
         onnx_dir = path / "onnx"
         files = [f"onnx/{p.name}" for p in onnx_dir.glob("*.onnx")] if onnx_dir.is_dir() else []
         return path, choose_onnx_file(files, file_name, str(path))
+    return _download(check_repo_id(name_or_path), file_name, revision)
+
+
+def check_repo_id(name_or_path: str | Path) -> str:
+    """Return ``name_or_path`` as a hub repo id (``owner/name``), or raise: it is not a folder either."""
     name = str(name_or_path)
-    if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
+    if Path(name).expanduser().exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise ModelNotFoundError(f"Model {name!r} is neither a local folder nor a hub repo id ('owner/name').")
-    return _download(name, file_name, revision)
+    return name
 
 
 def _download(repo_id: str, file_name: str | None, revision: str | None) -> tuple[Path, str]:

@@ -19,7 +19,9 @@ from collections.abc import Collection
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+
+from .smoothquant import constant_weight
 
 __all__ = ["rewrite_per_token"]
 
@@ -68,8 +70,8 @@ def rewrite_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) -> 
     quantized: dict[str, tuple[str, str]] = {}
     count = 0
     for node in graph.node:
-        weight = weights.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
-        if weight is None or len(weight.dims) != 2 or weight.data_type != TensorProto.FLOAT or node.name in exclude:
+        weight = constant_weight(node, weights)
+        if weight is None or node.name in exclude:
             nodes.append(node)
             continue
         x = node.input[0]

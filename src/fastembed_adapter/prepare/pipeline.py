@@ -22,7 +22,7 @@ import numpy as np
 
 from ..cpu import QuantTarget, available_cpus, detect_target, int8_file_name
 from ..errors import InvalidInputError, ModelNotFoundError, ValidationFailedError
-from ..hub import FP32_FILE
+from ..hub import FP32_FILE, check_repo_id
 from ..layout import MANIFEST_NAME, read_layout
 from .bench import quick_benchmark
 from .export import export_fp32, optimize_fp32
@@ -111,12 +111,11 @@ def _load_source(options: PrepareOptions) -> tuple[Path, str | None]:
     path = Path(options.model).expanduser()
     if path.is_dir():
         return path, None
-    if path.exists() or options.model.count("/") != 1:
-        raise ModelNotFoundError(f"Model {options.model!r} is neither a local folder nor a hub repo id.")
+    repo_id = check_repo_id(options.model)
     from huggingface_hub import snapshot_download
 
     try:
-        folder = Path(snapshot_download(options.model, revision=options.revision))
+        folder = Path(snapshot_download(repo_id, revision=options.revision))
     except Exception as exc:
         raise ModelNotFoundError(
             f"Could not download {options.model!r} from the Hugging Face hub ({type(exc).__name__}: {exc})."

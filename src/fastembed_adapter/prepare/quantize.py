@@ -63,22 +63,19 @@ RECIPES: dict[str, Recipe] = {
 def _ffn_matmuls(model_path: Path, which: str) -> list[str]:
     """Names of FFN MatMuls: weights (in, out) with out > in and out != 3*in (up), or in > out (down)."""
     import onnx
-    from onnx import numpy_helper
+
+    from .smoothquant import constant_matmul_inputs
 
     model = onnx.load(str(model_path))
-    shapes = {init.name: numpy_helper.to_array(init).shape for init in model.graph.initializer}
+    weights = {init.name: init for init in model.graph.initializer}
     names = []
-    for node in model.graph.node:
-        if node.op_type != "MatMul" or len(node.input) < 2:
-            continue
-        shape = shapes.get(node.input[1])
-        if shape is None or len(shape) != 2:
-            continue
-        rows, cols = shape
-        is_down = rows > cols
-        is_up = cols > rows and cols != 3 * rows
-        if is_down or (which == "ffn" and is_up):
-            names.append(node.name)
+    for nodes in constant_matmul_inputs(model).values():
+        for node in nodes:
+            rows, cols = weights[node.input[1]].dims
+            is_down = rows > cols
+            is_up = cols > rows and cols != 3 * rows
+            if is_down or (which == "ffn" and is_up):
+                names.append(node.name)
     return names
 
 

@@ -17,9 +17,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["calibrate_absmax", "constant_matmul_inputs", "smooth"]
+__all__ = ["calibrate_absmax", "constant_matmul_inputs", "constant_weight", "smooth"]
 
 _CLIP = (1e-2, 1e2)
+
+
+def constant_weight(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) -> onnx.TensorProto | None:
+    """The constant 2-D FP32 weight a MatMul multiplies its input by, or None for any other node."""
+    if node.op_type != "MatMul" or len(node.input) != 2:
+        return None
+    weight = weights.get(node.input[1])
+    if weight is None or len(weight.dims) != 2 or weight.data_type != TensorProto.FLOAT:
+        return None
+    return weight
 
 
 def constant_matmul_inputs(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
@@ -27,10 +37,7 @@ def constant_matmul_inputs(model: onnx.ModelProto) -> dict[str, list[onnx.NodePr
     weights = {init.name: init for init in model.graph.initializer}
     groups: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     for node in model.graph.node:
-        if node.op_type != "MatMul" or len(node.input) != 2:
-            continue
-        weight = weights.get(node.input[1])
-        if weight is not None and len(weight.dims) == 2 and weight.data_type == TensorProto.FLOAT:
+        if constant_weight(node, weights) is not None:
             groups[node.input[0]].append(node)
     return dict(groups)
 
