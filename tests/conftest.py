@@ -35,13 +35,24 @@ HIDDEN = 32
 DENSE_OUT = 16
 ARCHITECTURES = ("bert", "mpnet")
 # Every other encoder architecture goes through prepare -> parity in test_architectures.py.
-MORE_ARCHITECTURES = ("distilbert", "roberta", "xlm-roberta", "modernbert")
+MORE_ARCHITECTURES = ("distilbert", "roberta", "xlm-roberta", "modernbert", "gemma3_text")
 # Decoder embedders (Qwen3-Embedding style): EOS appended, left padding, last-token pooling.
 DECODERS = ("qwen3",)
 ARCH_CONFIG: dict[str, dict[str, Any]] = {
     "distilbert": {"dim": HIDDEN, "hidden_dim": 64, "n_layers": 2, "n_heads": 4},
     "modernbert": {"global_attn_every_n_layers": 2, "local_attention": 16, "cls_token_id": 2, "sep_token_id": 3},
     "qwen3": {"num_key_value_heads": 2, "head_dim": 8, "use_cache": False},
+    # EmbeddingGemma style: Gemma3 text decoder with bidirectional attention, a sliding-window layer
+    # (window shorter than the long test text) and a full-attention one, right padding.
+    "gemma3_text": {
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "query_pre_attn_scalar": 8,
+        "use_bidirectional_attention": True,
+        "sliding_window": 16,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "use_cache": False,
+    },
 }
 POOLING_MODES = ("mean", "cls", "max", "weightedmean", "lasttoken", "mean_sqrt_len_tokens")
 FP32_FILE = "onnx/model.onnx"

@@ -74,6 +74,8 @@ def test_unsupported_architecture_is_named(monkeypatch, tmp_path):
         TinySpec("bert", dense="identity", layer_norm=True),
         TinySpec("mpnet", pooling="cls", normalize=False, dense="gelu", layer_norm=True),
         TinySpec("bert", normalize=False, layer_norm=True),
+        # EmbeddingGemma's stack: mean pooling, an identity Dense projection, Normalize
+        TinySpec("gemma3_text", dense="identity"),
     ],
     ids=lambda s: s.name,
 )

@@ -11,6 +11,7 @@ import pytest
 from conftest import FP32_FILE, FP32_MAX_ABS, TEXTS, TINY_INT8_MIN_COSINE, cosines
 from fastembed_adapter import OnnxSentenceEncoder
 from fastembed_adapter.cpu import detect_target
+from fastembed_adapter.prepare.outliers import split_outliers, unfuse_attention
 from fastembed_adapter.prepare.quantize import RECIPES, Calibration, quantize_int8
 from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, smooth
 from fastembed_adapter.prepare.texts import calibration_texts
@@ -47,6 +48,22 @@ def test_smoothing_is_exact_in_fp32(work, arch):
 
 
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_outlier_split_and_unfused_attention_are_exact_in_fp32(work, arch):
+    folder = work(arch)
+    model = onnx.load(str(folder / FP32_FILE))
+    fused = sum(node.op_type == "Attention" for node in model.graph.node)
+    assert unfuse_attention(model) == fused and fused == (2 if arch == "bert" else 0)
+    assert not any(node.op_type == "Attention" for node in model.graph.node)
+    tensors = sorted(constant_matmul_inputs(model))
+    stats = calibrate_absmax(model, folder, CALIBRATION, tensors, threads=1)
+    # factor 1: the top channels of every tensor count as outliers (a tiny random model has no real ones)
+    sides = split_outliers(model, stats, factor=1.0, max_channels=3)
+    assert len(sides) >= len(tensors)
+    onnx.save(model, str(folder / "onnx" / "model_split.onnx"))
+    np.testing.assert_allclose(_encode(folder, "onnx/model_split.onnx"), _encode(folder, FP32_FILE), atol=FP32_MAX_ABS)
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
 @pytest.mark.parametrize("recipe", list(RECIPES))
 def test_every_recipe_gives_a_close_int8_file(work, arch, recipe):
     folder = work(arch)
@@ -59,17 +76,24 @@ def test_every_recipe_gives_a_close_int8_file(work, arch, recipe):
     model = onnx.load(str(target))
     ops = [node.op_type for node in model.graph.node]
     constants = {init.name for init in model.graph.initializer}
-    fp32_weight_matmuls = [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in constants]
+    fp32_weight_matmuls = [
+        n
+        for n in model.graph.node
+        if n.op_type == "MatMul" and n.input[1] in constants and "fea_outliers" not in n.name  # FP32 side paths
+    ]
     if RECIPES[recipe].per_token:
         # one activation quantization per input tensor: Q, K and V (mpnet) share theirs
         assert ops.count("MatMulIntegerToFloat") > 0
         assert ops.count("QuantizeLinear") < ops.count("MatMulIntegerToFloat") or arch == "bert"
         assert not fp32_weight_matmuls or RECIPES[recipe].keep_fp32 != "none"
+        if RECIPES[recipe].outlier_factor is not None:
+            assert "Attention" not in ops and ("MultiHeadAttention" in ops or arch != "bert")
     else:
         assert "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops
 
 
-def test_calibrated_recipe_needs_texts(work):
+@pytest.mark.parametrize("recipe", ["smooth-per-token", "outlier-per-token"])
+def test_calibrated_recipe_needs_texts(work, recipe):
     folder = work("bert")
     with pytest.raises(ValueError, match="calibration"):
-        quantize_int8(folder / FP32_FILE, folder / "onnx" / "x.onnx", detect_target(), RECIPES["smooth-per-token"])
+        quantize_int8(folder / FP32_FILE, folder / "onnx" / "x.onnx", detect_target(), RECIPES[recipe])

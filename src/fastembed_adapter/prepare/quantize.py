@@ -23,6 +23,7 @@ class Recipe:
     keep_fp32: str = "none"  # "none" | "ffn_down" | "ffn"
     per_token: bool = False
     smooth_alpha: float | None = None  # SmoothQuant migration strength; needs calibration texts
+    outlier_factor: float | None = None  # FP32 side path for channels above factor x median; needs calibration
     description: str = ""
 
 
@@ -49,6 +50,13 @@ RECIPES: dict[str, Recipe] = {
             per_token=True,
             smooth_alpha=0.65,
             description="SmoothQuant (alpha 0.65, calibrated, exact in FP32), then per-token INT8",
+        ),
+        Recipe(
+            "outlier-per-token",
+            per_token=True,
+            outlier_factor=3.0,
+            description="per-token INT8 on every projection (Q/K/V too); calibrated outlier channels"
+            " (> 3x the median, at most 8 per tensor) run in an FP32 side MatMul",
         ),
         Recipe(
             "dynamic-ffn-down-fp32",
@@ -88,16 +96,22 @@ def quantize_int8(
 
     exclude = [] if recipe.keep_fp32 == "none" else _ffn_matmuls(source, recipe.keep_fp32)
     if recipe.per_token:
+        from .outliers import split_outliers, unfuse_attention
         from .pertoken import rewrite_per_token
         from .smoothquant import calibrate_absmax, constant_matmul_inputs, smooth
 
         model = onnx.load(str(source))
-        if recipe.smooth_alpha is not None:
+        if recipe.smooth_alpha is not None or recipe.outlier_factor is not None:
             if calibration is None:
                 raise ValueError(f"Recipe {recipe.name!r} needs calibration texts.")
+            if recipe.outlier_factor is not None:
+                unfuse_attention(model)
             tensors = sorted(constant_matmul_inputs(model))
-            stats = calibrate_absmax(source, calibration.folder, list(calibration.texts), tensors, calibration.threads)
-            smooth(model, stats, recipe.smooth_alpha)
+            stats = calibrate_absmax(model, calibration.folder, list(calibration.texts), tensors, calibration.threads)
+            if recipe.smooth_alpha is not None:
+                smooth(model, stats, recipe.smooth_alpha)
+            if recipe.outlier_factor is not None:
+                exclude += split_outliers(model, stats, recipe.outlier_factor)
         rewrite_per_token(model, exclude)
         onnx.save(model, str(target_path))
         return

@@ -43,7 +43,7 @@ def constant_matmul_inputs(model: onnx.ModelProto) -> dict[str, list[onnx.NodePr
 
 
 def calibrate_absmax(
-    model_path: Path, folder: Path, texts: list[str], tensors: list[str], threads: int | None = None
+    source: Path | onnx.ModelProto, folder: Path, texts: list[str], tensors: list[str], threads: int | None = None
 ) -> dict[str, np.ndarray]:
     """Per-channel ``max|x|`` of each tensor over the real (unpadded) tokens of ``texts``."""
     import onnxruntime as ort
@@ -51,7 +51,8 @@ def calibrate_absmax(
     from ..layout import read_layout
     from ..tokenization import TextTokenizer
 
-    model = onnx.load(str(model_path))
+    model = onnx.ModelProto()
+    model.CopyFrom(source if isinstance(source, onnx.ModelProto) else onnx.load(str(source)))
     outputs = {output.name for output in model.graph.output}
     model.graph.output.extend(
         helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in tensors if name not in outputs
