@@ -11,6 +11,7 @@ import pytest
 from conftest import FP32_FILE, FP32_MAX_ABS, TEXTS, TINY_INT8_MIN_COSINE, cosines
 from fastembed_adapter import OnnxSentenceEncoder
 from fastembed_adapter.cpu import detect_target
+from fastembed_adapter.prepare.embeddings import quantize_embedding_tables
 from fastembed_adapter.prepare.outliers import split_outliers, unfuse_attention
 from fastembed_adapter.prepare.quantize import RECIPES, Calibration, quantize_int8
 from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, smooth
@@ -61,6 +62,23 @@ def test_outlier_split_and_unfused_attention_are_exact_in_fp32(work, arch):
     assert len(sides) >= len(tensors)
     onnx.save(model, str(folder / "onnx" / "model_split.onnx"))
     np.testing.assert_allclose(_encode(folder, "onnx/model_split.onnx"), _encode(folder, FP32_FILE), atol=FP32_MAX_ABS)
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_int8_vocabulary_table(work, arch):
+    folder = work(arch)
+    model = onnx.load(str(folder / FP32_FILE))
+    vocab = max(init.dims[0] for init in model.graph.initializer if len(init.dims) == 2)
+    assert quantize_embedding_tables(model) == 0  # the tiny vocabulary is below the default size
+    assert quantize_embedding_tables(model, min_rows=vocab) == 1
+    tables = [
+        init for init in model.graph.initializer if len(init.dims) == 2 and init.dims[0] == vocab and init.dims[1] > 1
+    ]
+    assert [init.data_type for init in tables] == [onnx.TensorProto.INT8]
+    onnx.save(model, str(folder / "onnx" / "model_vocab8.onnx"))
+    got, reference = _encode(folder, "onnx/model_vocab8.onnx"), _encode(folder, FP32_FILE)
+    assert cosines(got, reference).min() >= 0.999
+    assert not np.allclose(got, reference, atol=1e-7)  # the table really changed
 
 
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])

@@ -108,6 +108,18 @@ def test_report_validation(minilm_prepared):
     assert report["model_type"] == "bert" and report["dimension"] == 384 and report["normalize"] is True
 
 
+def test_int8_file_stores_the_vocabulary_in_int8(minilm_prepared):
+    import onnx
+
+    model = onnx.load(str(minilm_prepared / int8_file()))
+    tables = [
+        init for init in model.graph.initializer if len(init.dims) == 2 and init.dims[0] == 30522 and init.dims[1] > 1
+    ]
+    assert [init.data_type for init in tables] == [onnx.TensorProto.INT8]
+    # 22.7M parameters, all int8 but LayerNorm/bias vectors and the small position table
+    assert (minilm_prepared / int8_file()).stat().st_size < 40e6
+
+
 @pytest.mark.parametrize(
     "sentences",
     [REAL_TEXTS, REAL_TEXTS[0], [], "", [LONG], ["  spaced  ", "\tspaced\n"]],

@@ -67,9 +67,16 @@ def optimize_fp32(source: Path, target: Path, model_type: str) -> dict[str, Any]
     if family is None:
         shutil.copyfile(source, target)
         return {}
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    optimized = optimize_model(str(source), model_type=family, num_heads=0, hidden_size=0, opt_level=0)
+    options = FusionOptions(family)
+    # Keep the embedding lookups plain Gathers (not EmbedLayerNormalization), so the INT8 file can
+    # store the vocabulary table in int8 (prepare/embeddings.py); the fused op only saves ~1 %.
+    options.enable_embed_layer_norm = False
+    optimized = optimize_model(
+        str(source), model_type=family, num_heads=0, hidden_size=0, opt_level=0, optimization_options=options
+    )
     optimized.save_model_to_file(str(target))
     stats: dict[str, Any] = optimized.get_fused_operator_statistics()
     return {name: count for name, count in stats.items() if count}

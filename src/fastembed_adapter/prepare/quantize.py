@@ -46,17 +46,17 @@ RECIPES: dict[str, Recipe] = {
             description="INT8 with one activation scale per token (MatMulIntegerToFloat), per-channel weights",
         ),
         Recipe(
-            "smooth-per-token",
-            per_token=True,
-            smooth_alpha=0.65,
-            description="SmoothQuant (alpha 0.65, calibrated, exact in FP32), then per-token INT8",
-        ),
-        Recipe(
             "outlier-per-token",
             per_token=True,
             outlier_factor=3.0,
             description="per-token INT8 on every projection (Q/K/V too); calibrated outlier channels"
             " (> 3x the median, at most 8 per tensor) run in an FP32 side MatMul",
+        ),
+        Recipe(
+            "smooth-per-token",
+            per_token=True,
+            smooth_alpha=0.65,
+            description="SmoothQuant (alpha 0.65, calibrated, exact in FP32), then per-token INT8",
         ),
         Recipe(
             "dynamic-ffn-down-fp32",
@@ -90,9 +90,13 @@ def _ffn_matmuls(model_path: Path, which: str) -> list[str]:
 def quantize_int8(
     source: Path, target_path: Path, target: QuantTarget, recipe: Recipe, calibration: Calibration | None = None
 ) -> None:
-    """Write ``target_path``: ``source`` quantized with ``recipe`` for ``target``."""
+    """Write ``target_path``: ``source`` quantized with ``recipe`` for ``target``.
+
+    Every recipe also stores the vocabulary tables in int8 with per-row scales (``embeddings.py``).
+    """
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .embeddings import quantize_embedding_tables
 
     exclude = [] if recipe.keep_fp32 == "none" else _ffn_matmuls(source, recipe.keep_fp32)
     if recipe.per_token:
@@ -113,8 +117,17 @@ def quantize_int8(
             if recipe.outlier_factor is not None:
                 exclude += split_outliers(model, stats, recipe.outlier_factor)
         rewrite_per_token(model, exclude)
-        onnx.save(model, str(target_path))
-        return
+    else:
+        _quantize_dynamic(source, target_path, target, recipe, exclude)
+        model = onnx.load(str(target_path))
+    quantize_embedding_tables(model)
+    onnx.save(model, str(target_path))
+
+
+def _quantize_dynamic(source: Path, target_path: Path, target: QuantTarget, recipe: Recipe, exclude: list[str]) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     quantize_dynamic(
         str(source),
         str(target_path),
