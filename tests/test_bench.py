@@ -69,3 +69,21 @@ def test_bench_quick_writes_json_markdown_and_plots(prepared_base, make_st_model
     for name in BACKENDS:
         assert f"| {name} |" in markdown
     assert "## Targets" in markdown and ".png)" in markdown
+
+
+def test_int8_ratio_script_smoke(prepared_base, tmp_path):
+    import shutil
+
+    folder = tmp_path / "bert"
+    shutil.copytree(prepared_base("bert"), folder)
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "int8_ratio.py")
+    command = [sys.executable, script, "--prepared", str(folder), "--recipes", "dynamic,per-token,outlier-per-token"]
+    result = subprocess.run([*command, "--passes", "1", "--threads", "1", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout)["recipes"]
+    assert list(rows) == ["dynamic", "per-token", "outlier-per-token"]
+    assert rows["dynamic"]["ratio"] == 1.0
+    assert all(row["seconds_per_pass"] > 0 and math.isfinite(row["ratio"]) for row in rows.values())
+    assert (folder / "onnx" / "model_ratio_outlier-per-token.onnx").exists()
+    bad = subprocess.run([*command[:-1], "dynamic,nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "nope" in bad.stderr

@@ -46,17 +46,17 @@ RECIPES: dict[str, Recipe] = {
             description="INT8 with one activation scale per token (MatMulIntegerToFloat), per-channel weights",
         ),
         Recipe(
+            "smooth-per-token",
+            per_token=True,
+            smooth_alpha=0.65,
+            description="SmoothQuant (alpha 0.65, calibrated, exact in FP32), then per-token INT8",
+        ),
+        Recipe(
             "outlier-per-token",
             per_token=True,
             outlier_factor=3.0,
             description="per-token INT8 on every projection (Q/K/V too); calibrated outlier channels"
             " (> 3x the median, at most 8 per tensor) run in an FP32 side MatMul",
-        ),
-        Recipe(
-            "smooth-per-token",
-            per_token=True,
-            smooth_alpha=0.65,
-            description="SmoothQuant (alpha 0.65, calibrated, exact in FP32), then per-token INT8",
         ),
         Recipe(
             "dynamic-ffn-down-fp32",
