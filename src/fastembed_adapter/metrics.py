@@ -115,6 +115,13 @@ class EncoderMetrics:
         """Attach to ``registry`` (default: prometheus_client's global one)."""
         self.model = model
         self._c = _collectors(registry if registry is not None else REGISTRY) if enabled else None
+        # The labelled children, looked up once: labels() takes a lock and a dict lookup per call,
+        # a measurable share of a 2 ms encode() that records seven observations.
+        c = self._c
+        self._stage = {stage: h.labels(model) for stage, h in c.stage_seconds.items()} if c else {}
+        self._texts = c.texts.labels(model) if c else None
+        self._batch_size = c.batch_size.labels(model) if c else None
+        self._tokens = c.tokens.labels(model) if c else None
 
     @contextmanager
     def time(self, stage: str) -> Iterator[None]:
@@ -123,8 +130,8 @@ class EncoderMetrics:
         try:
             yield
         finally:
-            if self._c is not None:
-                self._c.stage_seconds[stage].labels(self.model).observe(time.perf_counter() - start)
+            if self._stage:
+                self._stage[stage].observe(time.perf_counter() - start)
 
     @contextmanager
     def observe_call(self) -> Iterator[None]:
@@ -136,13 +143,13 @@ class EncoderMetrics:
             self.error(exc)
             raise
         finally:
-            if self._c is not None:
-                self._c.stage_seconds["encode"].labels(self.model).observe(time.perf_counter() - start)
+            if self._stage:
+                self._stage["encode"].observe(time.perf_counter() - start)
 
     def call(self, texts: int, hits: int, misses: int) -> None:
         """One encode() call: its size and cache outcome."""
-        if self._c is not None:
-            self._c.texts.labels(self.model).observe(texts)
+        if self._c is not None and self._texts is not None:
+            self._texts.observe(texts)
             if hits:
                 self._c.cache_hits.labels(self.model).inc(hits)
             if misses:
@@ -150,9 +157,9 @@ class EncoderMetrics:
 
     def batch(self, size: int, tokens: int) -> None:
         """One ONNX Runtime batch."""
-        if self._c is not None:
-            self._c.batch_size.labels(self.model).observe(size)
-            self._c.tokens.labels(self.model).observe(tokens)
+        if self._batch_size is not None and self._tokens is not None:
+            self._batch_size.observe(size)
+            self._tokens.observe(tokens)
 
     def error(self, exc: BaseException) -> None:
         """Count a failed call by exception class name."""
