@@ -127,3 +127,17 @@ def test_decoder_last_token_left_padding(prepared, st_models, arch, spec_kwargs)
     assert_close_fp32(ours.encode_query(texts), st.encode_query(texts))
     int8 = OnnxSentenceEncoder(out, file_name=int8_file(), threads=1, cache_size=0).encode(texts)
     assert cosines(int8, st.encode(texts)).min() >= TINY_INT8_MIN_COSINE
+
+
+@pytest.mark.parametrize("arch", ["modernbert", "gemma3_text", "qwen3"])
+def test_calibrated_recipes_on_other_architectures(make_st_model, st_models, tmp_path, arch):
+    """The calibrated per-token recipes only need constant-weight MatMuls: any architecture works."""
+    spec = TinySpec(arch, pooling="lasttoken" if arch in DECODERS else "mean")
+    source = make_st_model(spec)
+    reference = st_models(source).encode(TEXTS)
+    for recipe in ("outlier-per-token", "smooth-per-token"):
+        out = tmp_path / recipe
+        report = run_prepare(source, out, recipe=recipe)
+        assert report["recipe"] == recipe
+        int8 = OnnxSentenceEncoder(out, file_name=int8_file(), threads=1, cache_size=0).encode(TEXTS)
+        assert cosines(int8, reference).min() >= TINY_INT8_MIN_COSINE

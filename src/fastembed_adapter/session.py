@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +11,7 @@ import onnxruntime as ort
 from .cpu import available_cpus
 from .errors import CorruptModelError, InferenceError, InvalidInputError, ModelNotFoundError
 
-__all__ = ["TOKEN_OUTPUTS", "OnnxSession"]
+__all__ = ["TOKEN_OUTPUTS", "OnnxSession", "model_feeds"]
 
 # Output names that carry per-token hidden states, most specific first.
 TOKEN_OUTPUTS = ("last_hidden_state", "token_embeddings")
@@ -55,27 +55,9 @@ class OnnxSession:
                 "it is not a transformer exported for feature extraction."
             )
 
-    @staticmethod
-    def _default_input(name: str, input_ids: np.ndarray) -> np.ndarray:
-        """What the PyTorch model uses when an input is not passed, as sentence-transformers calls it.
-
-        ``token_type_ids`` are zeros; decoder ``position_ids`` are ``arange(seq)`` for every row
-        (HF's ``cache_position`` default, which counts left padding too).
-        """
-        if name == "token_type_ids":
-            return np.zeros_like(input_ids)
-        if name == "position_ids":
-            return np.ascontiguousarray(np.broadcast_to(np.arange(input_ids.shape[1], dtype=np.int64), input_ids.shape))
-        raise InferenceError(f"The model needs input {name!r}, which the tokenizer does not produce.")
-
     def run(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Run one batch and return the token embeddings ``(batch, seq, hidden)`` as float32."""
-        feeds = {}
-        for name in self.input_names:
-            value = features.get(name)
-            if value is None:
-                value = self._default_input(name, features["input_ids"])
-            feeds[name] = value
+        feeds = model_feeds(self.input_names, features)
         try:
             (output,) = self._session.run([self.output_name], feeds)
         except Exception as exc:
@@ -84,3 +66,24 @@ class OnnxSession:
                 f"{str(exc).strip().splitlines()[0][:300]}"
             ) from exc
         return np.asarray(output, dtype=np.float32)
+
+
+def _default_input(name: str, input_ids: np.ndarray) -> np.ndarray:
+    """What the PyTorch model uses when an input is not passed, as sentence-transformers calls it.
+
+    ``token_type_ids`` are zeros; decoder ``position_ids`` are ``arange(seq)`` for every row
+    (HF's ``cache_position`` default, which counts left padding too).
+    """
+    if name == "token_type_ids":
+        return np.zeros_like(input_ids)
+    if name == "position_ids":
+        return np.ascontiguousarray(np.broadcast_to(np.arange(input_ids.shape[1], dtype=np.int64), input_ids.shape))
+    raise InferenceError(f"The model needs input {name!r}, which the tokenizer does not produce.")
+
+
+def model_feeds(input_names: Sequence[str], features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The graph's inputs from tokenizer ``features``, filling the ones the tokenizer does not give."""
+    return {
+        name: value if (value := features.get(name)) is not None else _default_input(name, features["input_ids"])
+        for name in input_names
+    }

@@ -4,13 +4,14 @@ Plain dynamic quantization uses one activation scale for the whole padded batch 
 outlier token (or text) wrecks the precision of every other row. Here every MatMul with a
 constant FP32 weight ``W (K, N)`` becomes::
 
-    scale  = max(ReduceMax(|X|, last axis), eps) / 127          # (..., 1), one per token
-    Xq     = QuantizeLinear(X * (1 / scale), 1.0, 128)          # uint8, zero point 128
-    Y      = MatMulIntegerToFloat(Xq, Wq, scale, w_scale, 128)  # com.microsoft, MLAS u8s8 GEMM
+    peak   = max(ReduceMax(|X|, last axis), eps)                     # (..., 1), one per token
+    Xq     = QuantizeLinear(X * (1 / peak), 1 / 127, 128)            # uint8, zero point 128
+    Y      = MatMulIntegerToFloat(Xq, Wq, peak, w_scale / 127, 128)  # com.microsoft, MLAS u8s8 GEMM
 
 with ``Wq`` int8 symmetric per output channel (``w_scale (N,)``). ``MatMulIntegerToFloat``
-multiplies the int32 product by ``scale * w_scale`` (the per-token factor broadcast over the
-output). The uint8 activation side matters: ORT's int8-activation path is ~10x slower.
+multiplies the int32 product by ``peak * w_scale / 127`` (the per-token factor broadcast over
+the output); folding the 1/127 into the constant weight scale saves one op per activation. The
+uint8 activation side matters: ORT's int8-activation path is ~10x slower.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ _CONSTS: dict[str, np.ndarray] = {
     "fea_pt_axes": np.array([-1], np.int64),
     "fea_pt_inv127": np.array(1 / 127.0, np.float32),
     "fea_pt_eps": np.array(1e-8, np.float32),
-    "fea_pt_one": np.array(1.0, np.float32),
     "fea_pt_zp": np.array(128, np.uint8),
 }
 
@@ -41,13 +41,14 @@ def _quantize_activation(x: str, opset: int) -> tuple[list[onnx.NodeProto], str,
     nodes = [
         helper.make_node("Abs", [x], [f"{p}/abs"], name=f"{p}/Abs"),
         _reduce_max(f"{p}/abs", f"{p}/amax", f"{p}/ReduceMax", opset),
-        helper.make_node("Mul", [f"{p}/amax", "fea_pt_inv127"], [f"{p}/s0"], name=f"{p}/MulScale"),
-        helper.make_node("Max", [f"{p}/s0", "fea_pt_eps"], [f"{p}/scale"], name=f"{p}/Max"),
-        helper.make_node("Reciprocal", [f"{p}/scale"], [f"{p}/inv"], name=f"{p}/Reciprocal"),
+        helper.make_node("Max", [f"{p}/amax", "fea_pt_eps"], [f"{p}/peak"], name=f"{p}/Max"),
+        helper.make_node("Reciprocal", [f"{p}/peak"], [f"{p}/inv"], name=f"{p}/Reciprocal"),
         helper.make_node("Mul", [x, f"{p}/inv"], [f"{p}/xs"], name=f"{p}/MulX"),
-        helper.make_node("QuantizeLinear", [f"{p}/xs", "fea_pt_one", "fea_pt_zp"], [f"{p}/xq"], name=f"{p}/Quantize"),
+        helper.make_node(
+            "QuantizeLinear", [f"{p}/xs", "fea_pt_inv127", "fea_pt_zp"], [f"{p}/xq"], name=f"{p}/Quantize"
+        ),
     ]
-    return nodes, f"{p}/xq", f"{p}/scale"
+    return nodes, f"{p}/xq", f"{p}/peak"
 
 
 def _reduce_max(x: str, out: str, name: str, opset: int) -> onnx.NodeProto:
@@ -84,7 +85,8 @@ def rewrite_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) -> 
         w_scale = (np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0).astype(np.float32)
         w_q = np.clip(np.round(w / w_scale), -127, 127).astype(np.int8)
         p = f"{node.name or node.output[0]}/fea_pt"
-        added += [numpy_helper.from_array(w_q, f"{p}/wq"), numpy_helper.from_array(w_scale, f"{p}/ws")]
+        w_scale_127 = (w_scale / 127.0).astype(np.float32)  # the activation side passes the peak, not peak/127
+        added += [numpy_helper.from_array(w_q, f"{p}/wq"), numpy_helper.from_array(w_scale_127, f"{p}/ws")]
         nodes.append(
             helper.make_node(
                 "MatMulIntegerToFloat",

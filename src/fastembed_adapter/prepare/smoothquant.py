@@ -49,6 +49,7 @@ def calibrate_absmax(
     import onnxruntime as ort
 
     from ..layout import read_layout
+    from ..session import model_feeds
     from ..tokenization import TextTokenizer
 
     model = onnx.ModelProto()
@@ -62,13 +63,13 @@ def calibrate_absmax(
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     layout = read_layout(folder)
     tokenizer = TextTokenizer(folder, layout.max_seq_length, layout.do_lower_case)
-    feed_names = {node.name for node in session.get_inputs()}
+    feed_names = [node.name for node in session.get_inputs()]
     stats: dict[str, np.ndarray] = {}
     ordered = sorted(texts, key=len, reverse=True)
     for start in range(0, len(ordered), 32):
         features = tokenizer.encode(ordered[start : start + 32])
         mask = features["attention_mask"].astype(bool)
-        values = session.run(tensors, {name: features[name] for name in feed_names if name in features})
+        values = session.run(tensors, model_feeds(feed_names, features))
         for name, value in zip(tensors, values, strict=True):
             rows = value[mask] if value.shape[:2] == mask.shape else value.reshape(-1, value.shape[-1])
             peak = np.abs(rows).max(axis=0)
