@@ -13,7 +13,9 @@ from fastembed_adapter import OnnxSentenceEncoder
 from fastembed_adapter.cpu import detect_target
 from fastembed_adapter.prepare.embeddings import quantize_embedding_tables
 from fastembed_adapter.prepare.outliers import split_outliers, unfuse_attention
+from fastembed_adapter.prepare.pertoken import rewrite_per_token
 from fastembed_adapter.prepare.quantize import RECIPES, Calibration, quantize_int8
+from fastembed_adapter.prepare.sensitivity import node_errors
 from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, smooth
 from fastembed_adapter.prepare.texts import calibration_texts
 
@@ -103,15 +105,42 @@ def test_every_recipe_gives_a_close_int8_file(work, arch, recipe):
         # one activation quantization per input tensor: Q, K and V (mpnet) share theirs
         assert ops.count("MatMulIntegerToFloat") > 0
         assert ops.count("QuantizeLinear") < ops.count("MatMulIntegerToFloat") or arch == "bert"
-        assert not fp32_weight_matmuls or RECIPES[recipe].keep_fp32 != "none"
+        assert not fp32_weight_matmuls or RECIPES[recipe].keep_fp32 != "none" or RECIPES[recipe].keep_sensitive
         if RECIPES[recipe].outlier_factor is not None:
             assert "Attention" not in ops and ("MultiHeadAttention" in ops or arch != "bert")
     else:
         assert "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops
 
 
-@pytest.mark.parametrize("recipe", ["smooth-per-token", "outlier-per-token"])
+@pytest.mark.parametrize("recipe", [name for name, recipe in RECIPES.items() if recipe.calibrated])
 def test_calibrated_recipe_needs_texts(work, recipe):
     folder = work("bert")
     with pytest.raises(ValueError, match="calibration"):
         quantize_int8(folder / FP32_FILE, folder / "onnx" / "x.onnx", detect_target(), RECIPES[recipe])
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_node_errors_measure_what_quantization_adds(work, arch):
+    folder = work(arch)
+    fp32 = onnx.load(str(folder / FP32_FILE))
+    names = sorted(node.name for nodes in constant_matmul_inputs(fp32).values() for node in nodes)
+    assert sorted(node_errors(fp32, fp32, folder, CALIBRATION, threads=1).values()) == [0.0] * len(names)
+    trial = onnx.ModelProto()
+    trial.CopyFrom(fp32)
+    rewrite_per_token(trial, exclude=names[1:])  # only the first MatMul quantized
+    errors = node_errors(fp32, trial, folder, CALIBRATION, threads=1)
+    assert sorted(errors) == names
+    assert errors[names[0]] > 1e-4 and max(abs(errors[name]) for name in names[1:]) < errors[names[0]]
+
+
+def test_sensitive_recipe_keeps_the_measured_nodes_fp32(work):
+    folder = work("bert")
+    target = folder / "onnx" / "model_sensitive.onnx"
+    recipe = RECIPES["per-token-sensitive-fp32"]
+    calibration = Calibration(folder, tuple(CALIBRATION), 1)
+    details = quantize_int8(folder / FP32_FILE, target, detect_target(), recipe, calibration)
+    total = sum(len(nodes) for nodes in constant_matmul_inputs(onnx.load(str(folder / FP32_FILE))).values())
+    kept = details["fp32_matmuls"]
+    assert len(kept) == max(1, round(recipe.keep_sensitive * total))
+    model = onnx.load(str(target))
+    assert {node.name for node in model.graph.node if node.op_type == "MatMul"} >= set(kept)

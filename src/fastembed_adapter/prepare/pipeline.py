@@ -295,7 +295,7 @@ def _search_recipes(
     """Try recipes in order of expected speed; keep the first whose INT8 file meets the quality target."""
     candidates: list[Recipe] = [RECIPES[options.recipe]] if options.recipe else list(RECIPES.values())
     for recipe in candidates:
-        quantize_int8(out / FP32_FILE, out / int8_name, target, recipe, calibration)
+        details = quantize_int8(out / FP32_FILE, out / int8_name, target, recipe, calibration)
         embeddings, seconds = _encode_onnx(out, int8_name, texts, options.threads)
         row = _gate_row(compare(reference, embeddings), options.int8_target, seconds)
         tried.append(
@@ -304,6 +304,7 @@ def _search_recipes(
                 **row,
                 "size_bytes": (out / int8_name).stat().st_size,
                 "result": "pass" if row["passed"] else "; ".join(row["failures"]),
+                **details,
             }
         )
         if row["passed"]:

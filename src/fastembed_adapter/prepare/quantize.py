@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..cpu import QuantTarget
 
@@ -24,6 +25,13 @@ class Recipe:
     per_token: bool = False
     smooth_alpha: float | None = None  # SmoothQuant migration strength; needs calibration texts
     outlier_factor: float | None = None  # FP32 side path for channels above factor x median; needs calibration
+    keep_sensitive: float | None = None  # share of MatMuls kept FP32, the most sensitive measured; needs calibration
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the recipe needs calibration texts."""
+        return self.smooth_alpha is not None or self.outlier_factor is not None or self.keep_sensitive is not None
+
     description: str = ""
 
 
@@ -59,6 +67,13 @@ RECIPES: dict[str, Recipe] = {
             " (> 3x the median, at most 8 per tensor) run in an FP32 side MatMul",
         ),
         Recipe(
+            "per-token-sensitive-fp32",
+            per_token=True,
+            keep_sensitive=0.15,
+            description="per-token INT8; the 15 % of MatMuls that add the most error on the calibration texts"
+            " (measured in the per-token file) stay FP32",
+        ),
+        Recipe(
             "dynamic-ffn-down-fp32",
             keep_fp32="ffn_down",
             description="dynamic INT8, FFN output (down-projection) MatMuls kept FP32",
@@ -89,25 +104,29 @@ def _ffn_matmuls(model_path: Path, which: str) -> list[str]:
 
 def quantize_int8(
     source: Path, target_path: Path, target: QuantTarget, recipe: Recipe, calibration: Calibration | None = None
-) -> None:
-    """Write ``target_path``: ``source`` quantized with ``recipe`` for ``target``.
+) -> dict[str, Any]:
+    """Write ``target_path``: ``source`` quantized with ``recipe`` for ``target``; return what was decided.
 
     Every recipe also stores the vocabulary tables in int8 with per-row scales (``embeddings.py``).
+    The returned details name the MatMuls kept FP32 and count the outlier channels, for the report.
     """
     import onnx
 
     from .embeddings import quantize_embedding_tables
 
     exclude = [] if recipe.keep_fp32 == "none" else _ffn_matmuls(source, recipe.keep_fp32)
+    details: dict[str, Any] = {}
     if recipe.per_token:
         from .outliers import split_outliers, unfuse_attention
         from .pertoken import rewrite_per_token
         from .smoothquant import calibrate_absmax, constant_matmul_inputs, smooth
 
         model = onnx.load(str(source))
-        if recipe.smooth_alpha is not None or recipe.outlier_factor is not None:
+        if recipe.calibrated:
             if calibration is None:
                 raise ValueError(f"Recipe {recipe.name!r} needs calibration texts.")
+            if recipe.keep_sensitive is not None:
+                exclude += _most_sensitive(model, exclude, recipe.keep_sensitive, calibration)
             if recipe.outlier_factor is not None:
                 unfuse_attention(model)
             tensors = sorted(constant_matmul_inputs(model))
@@ -115,13 +134,31 @@ def quantize_int8(
             if recipe.smooth_alpha is not None:
                 smooth(model, stats, recipe.smooth_alpha)
             if recipe.outlier_factor is not None:
-                exclude += split_outliers(model, stats, recipe.outlier_factor)
+                sides = split_outliers(model, stats, recipe.outlier_factor)
+                details["outlier_side_matmuls"] = len(sides)
+                exclude += sides
         rewrite_per_token(model, exclude)
     else:
         _quantize_dynamic(source, target_path, target, recipe, exclude)
         model = onnx.load(str(target_path))
     quantize_embedding_tables(model)
     onnx.save(model, str(target_path))
+    return {**details, "fp32_matmuls": [name for name in exclude if "fea_outliers" not in name]}
+
+
+def _most_sensitive(model: Any, exclude: list[str], share: float, calibration: Calibration) -> list[str]:
+    """Names of the ``share`` of MatMuls adding the most error in a per-token trial of ``model``."""
+    import onnx
+
+    from .pertoken import rewrite_per_token
+    from .sensitivity import node_errors
+
+    trial = onnx.ModelProto()
+    trial.CopyFrom(model)
+    rewrite_per_token(trial, exclude)
+    errors = node_errors(model, trial, calibration.folder, list(calibration.texts), calibration.threads)
+    count = max(1, round(share * len(errors)))
+    return sorted(errors, key=lambda name: errors[name], reverse=True)[:count]
 
 
 def _quantize_dynamic(source: Path, target_path: Path, target: QuantTarget, recipe: Recipe, exclude: list[str]) -> None:

@@ -50,15 +50,19 @@ def render_markdown(report: dict[str, Any]) -> str:
             "Recipes run in order of expected speed (fastest first); the first that meets the quality "
             "target wins, so every recipe above the winner failed the target for the reason given.",
             "",
-            "| recipe | min cosine | mean cosine | top-10 | encode s | size MB | result |",
-            "|---|---|---|---|---|---|---|",
+            "| recipe | min cosine | mean cosine | top-10 | encode s | size MB | MatMuls kept FP32 | result |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in report["recipes"]:
             lines.append(
                 f"| {row['recipe']} | {_fmt(row['min_cosine'])} | {_fmt(row['mean_cosine'], 5)} "
                 f"| {_fmt(row['topk_agreement'], 3)} | {row['encode_seconds']:.2f} | {row['size_bytes'] / 1e6:.1f} "
-                f"| {row['result']} |"
+                f"| {len(row.get('fp32_matmuls', []))} | {row['result']} |"
             )
+        sensitive = [row for row in report["recipes"] if row["recipe"].endswith("sensitive-fp32")]
+        for row in sensitive:
+            names = ", ".join(f"`{name}`" for name in row.get("fp32_matmuls", []))
+            lines += ["", f"`{row['recipe']}` kept FP32 (most error added on the calibration texts first): {names}"]
     bench = report.get("benchmark") or {}
     if bench:
         lines += [
