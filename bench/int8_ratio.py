@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.passes < 1:
+        parser.error("--passes must be at least 1")
     recipes = args.recipes.split(",")
     unknown = [name for name in recipes if name not in RECIPES]
     if unknown:

@@ -219,3 +219,25 @@ def test_quality_target_parse_rejects_unknown_key():
 
     with pytest.raises(ValueError, match="'median'"):
         QualityTarget.parse("median=0.9")
+
+
+def test_a_recipe_that_raises_is_reported_and_the_search_goes_on(make_st_model, tmp_path, monkeypatch):
+    from fastembed_adapter.prepare import pipeline
+
+    real = pipeline.quantize_int8
+
+    def broken_dynamic(source, target_path, target, recipe, calibration=None):
+        if recipe.name == "dynamic":
+            raise RuntimeError("simulated ONNX Runtime failure")
+        return real(source, target_path, target, recipe, calibration)
+
+    monkeypatch.setattr(pipeline, "quantize_int8", broken_dynamic)
+    out = tmp_path / "out"
+    report = run_prepare(make_st_model(TinySpec(arch="bert")), out)
+    first, second = report["recipes"][:2]
+    assert first["recipe"] == "dynamic" and first["result"] == "error: RuntimeError: simulated ONNX Runtime failure"
+    assert report["recipe"] == second["recipe"] != "dynamic"
+    assert "| dynamic | - | - | - | - | - | - | error: RuntimeError" in (out / "REPORT.md").read_text(encoding="utf-8")
+    # a forced recipe that raises is an error of the whole command
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_prepare(make_st_model(TinySpec(arch="bert")), tmp_path / "forced", recipe="dynamic")

@@ -62,6 +62,7 @@ def test_outlier_split_and_unfused_attention_are_exact_in_fp32(work, arch):
     # factor 1: the top channels of every tensor count as outliers (a tiny random model has no real ones)
     sides = split_outliers(model, stats, factor=1.0, max_channels=3)
     assert len(sides) >= len(tensors)
+    onnx.checker.check_model(model)  # also: nodes still topologically sorted
     onnx.save(model, str(folder / "onnx" / "model_split.onnx"))
     np.testing.assert_allclose(_encode(folder, "onnx/model_split.onnx"), _encode(folder, FP32_FILE), atol=FP32_MAX_ABS)
 
@@ -72,7 +73,7 @@ def test_int8_vocabulary_table(work, arch):
     model = onnx.load(str(folder / FP32_FILE))
     vocab = max(init.dims[0] for init in model.graph.initializer if len(init.dims) == 2)
     assert quantize_embedding_tables(model) == 0  # the tiny vocabulary is below the default size
-    assert quantize_embedding_tables(model, min_rows=vocab) == 1
+    assert quantize_embedding_tables(model, min_rows=1) == 1  # position/type tables are not indexed by input_ids
     tables = [
         init for init in model.graph.initializer if len(init.dims) == 2 and init.dims[0] == vocab and init.dims[1] > 1
     ]
@@ -144,3 +145,43 @@ def test_sensitive_recipe_keeps_the_measured_nodes_fp32(work):
     assert len(kept) == max(1, round(recipe.keep_sensitive * total))
     model = onnx.load(str(target))
     assert {node.name for node in model.graph.node if node.op_type == "MatMul"} >= set(kept)
+
+
+def _shared_weight_model(matmuls: int) -> onnx.ModelProto:
+    """``matmuls`` MatMuls, each on its own input, all sharing one weight, plus one more on a private weight."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [2, 3, 8]) for i in range(matmuls + 1)]
+    outputs = [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [2, 3, 4]) for i in range(matmuls + 1)]
+    nodes = [helper.make_node("MatMul", [f"x{i}", "w"], [f"y{i}"], name=f"mm{i}") for i in range(matmuls)]
+    nodes.append(helper.make_node("MatMul", [f"x{matmuls}", "w_own"], [f"y{matmuls}"], name="own"))
+    weights = [
+        numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), "w_own"),
+    ]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+@pytest.mark.parametrize("matmuls", [2, 6])
+def test_outlier_split_keeps_shared_weights_and_order(matmuls):
+    model = _shared_weight_model(matmuls)
+    rng = np.random.default_rng(1)
+    feeds = {f"x{i}": rng.normal(size=(2, 3, 8)).astype(np.float32) for i in range(matmuls + 1)}
+    expected = _run(model, feeds)
+    # a different outlier channel per input, so a wrongly shared rewrite would zero the wrong rows
+    stats = {f"x{i}": np.where(np.arange(8) == i % 8, 10.0, 1.0) for i in range(matmuls + 1)}
+    sides = split_outliers(model, stats, factor=3.0, max_channels=1)
+    assert len(sides) == matmuls + 1
+    onnx.checker.check_model(model)
+    assert sum(node.op_type == "Add" for node in model.graph.node) == matmuls + 1
+    for got, want in zip(_run(model, feeds), expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)

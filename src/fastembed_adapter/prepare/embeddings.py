@@ -2,7 +2,7 @@
 
 The word-embedding table is the largest single tensor of small encoders (all-MiniLM-L6-v2:
 30522 x 384 FP32 = 47 MB of a 66 MB INT8 file) and every lookup touches only a few rows. Each
-``Gather(table, ids)`` on a large constant FP32 table becomes::
+``Gather(table, input_ids)`` on a large constant FP32 table becomes::
 
     Gather(table_int8, ids) -> Cast(float) -> Mul(Gather(row_scale, ids))
 
@@ -18,17 +18,23 @@ from onnx import TensorProto, helper, numpy_helper
 
 __all__ = ["MIN_TABLE_ROWS", "quantize_embedding_tables"]
 
-MIN_TABLE_ROWS = 4096  # vocabulary tables; position and token-type tables are small and stay FP32
+MIN_TABLE_ROWS = 4096  # smaller vocabularies gain little
 
 
 def quantize_embedding_tables(model: onnx.ModelProto, min_rows: int = MIN_TABLE_ROWS) -> int:
-    """Rewrite every ``Gather`` on a constant 2-D FP32 table of ``min_rows``+ rows, in place; return the count."""
+    """Rewrite every ``Gather(table, input_ids)`` on a constant 2-D FP32 table of ``min_rows``+ rows, in place.
+
+    Returns how many tables were quantized. Lookups by other indices (positions, rotary caches)
+    stay FP32; a table that some other node still reads is kept as well.
+    """
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
     nodes: list[onnx.NodeProto] = []
     done: dict[str, tuple[str, str]] = {}
     for node in graph.node:
-        table = weights.get(node.input[0]) if node.op_type == "Gather" else None
+        # only lookups of the token ids: position tables and rotary caches are indexed by other tensors
+        vocabulary = node.op_type == "Gather" and node.input[1] == "input_ids"
+        table = weights.get(node.input[0]) if vocabulary else None
         axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
         if table is None or axis != 0 or table.data_type != TensorProto.FLOAT or len(table.dims) != 2:
             nodes.append(node)
@@ -57,8 +63,8 @@ def quantize_embedding_tables(model: onnx.ModelProto, min_rows: int = MIN_TABLE_
             helper.make_node("Gather", [scale_name, ids], [f"{p}/s"], name=f"{p}/GatherScale"),
             helper.make_node("Mul", [f"{p}/f", f"{p}/s"], [output], name=f"{p}/Mul"),
         ]
-    used = {name for node in nodes for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
+    used = {name for node in nodes for name in node.input} | {output.name for output in graph.output}
+    kept = [init for init in graph.initializer if init.name not in done or init.name in used]
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.initializer[:]

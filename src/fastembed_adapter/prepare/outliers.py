@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .smoothquant import constant_matmul_inputs
+from .smoothquant import WeightWriter, constant_matmul_inputs
 
 __all__ = ["split_outliers", "unfuse_attention"]
 
@@ -95,9 +95,9 @@ def split_outliers(
     ``rewrite_per_token``).
     """
     graph = model.graph
-    weights = {init.name: init for init in graph.initializer}
-    before: dict[int, list[onnx.NodeProto]] = {}  # id(first consumer) → nodes to insert before it
-    after: dict[int, list[onnx.NodeProto]] = {}  # id(consumer) → nodes to insert after it
+    weights = WeightWriter(model)
+    before: dict[str, list[onnx.NodeProto]] = {}  # output of the first consumer → nodes to insert before it
+    after: dict[str, list[onnx.NodeProto]] = {}  # output of a consumer → nodes to insert after it
     side_names: list[str] = []
     for tensor, consumers in constant_matmul_inputs(model).items():
         channels = outlier_channels(stats[tensor], factor, max_channels) if tensor in stats else []
@@ -112,31 +112,32 @@ def split_outliers(
                 numpy_helper.from_array(np.array(channels, np.int64), f"{prefix}/channels"),
             ]
         )
-        before[id(consumers[0])] = [
+        for node in consumers:
+            weight = weights.read(node)
+            side = f"{node.name or node.output[0]}/fea_outliers"
+            graph.initializer.append(numpy_helper.from_array(weight[channels].astype(np.float32), f"{side}/w"))
+            inliers = weight.copy()
+            inliers[channels] = 0.0  # those rows meet zeros; dropping them sharpens the INT8 weight scales
+            weights.write(node, inliers, "fea_outliers")
+            output = node.output[0]
+            node.input[0], node.output[0] = f"{prefix}/inliers", f"{side}/inliers_out"
+            after[node.output[0]] = [
+                helper.make_node("MatMul", [f"{prefix}/x", f"{side}/w"], [f"{side}/out"], name=f"{side}/MatMul"),
+                helper.make_node("Add", [f"{side}/inliers_out", f"{side}/out"], [output], name=f"{side}/Add"),
+            ]
+            side_names.append(f"{side}/MatMul")
+        before[consumers[0].output[0]] = [
             helper.make_node("Mul", [tensor, f"{prefix}/mask"], [f"{prefix}/inliers"], name=f"{prefix}/Mul"),
             helper.make_node(
                 "Gather", [tensor, f"{prefix}/channels"], [f"{prefix}/x"], axis=-1, name=f"{prefix}/Gather"
             ),
         ]
-        for node in consumers:
-            weight = numpy_helper.to_array(weights[node.input[1]])
-            side = f"{node.name or node.output[0]}/fea_outliers"
-            graph.initializer.append(numpy_helper.from_array(weight[channels].astype(np.float32), f"{side}/w"))
-            inliers = weight.copy()
-            inliers[channels] = 0.0  # those rows meet zeros; dropping them sharpens the INT8 weight scales
-            weights[node.input[1]].CopyFrom(numpy_helper.from_array(inliers, node.input[1]))
-            output = node.output[0]
-            node.input[0], node.output[0] = f"{prefix}/inliers", f"{side}/inliers_out"
-            after[id(node)] = [
-                helper.make_node("MatMul", [f"{prefix}/x", f"{side}/w"], [f"{side}/out"], name=f"{side}/MatMul"),
-                helper.make_node("Add", [f"{side}/inliers_out", f"{side}/out"], [output], name=f"{side}/Add"),
-            ]
-            side_names.append(f"{side}/MatMul")
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
-        nodes += before.get(id(node), [])
+        key = node.output[0] if node.output else ""
+        nodes += before.get(key, [])
         nodes.append(node)
-        nodes += after.get(id(node), [])
+        nodes += after.get(key, [])
     del graph.node[:]
     graph.node.extend(nodes)
     return side_names

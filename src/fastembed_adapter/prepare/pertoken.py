@@ -72,7 +72,7 @@ def rewrite_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) -> 
     count = 0
     for node in graph.node:
         weight = constant_weight(node, weights)
-        if weight is None or node.name in exclude:
+        if weight is None or (node.name or node.output[0]) in exclude:
             nodes.append(node)
             continue
         x = node.input[0]

@@ -295,8 +295,15 @@ def _search_recipes(
     """Try recipes in order of expected speed; keep the first whose INT8 file meets the quality target."""
     candidates: list[Recipe] = [RECIPES[options.recipe]] if options.recipe else list(RECIPES.values())
     for recipe in candidates:
-        details = quantize_int8(out / FP32_FILE, out / int8_name, target, recipe, calibration)
-        embeddings, seconds = _encode_onnx(out, int8_name, texts, options.threads)
+        try:
+            details = quantize_int8(out / FP32_FILE, out / int8_name, target, recipe, calibration)
+            embeddings, seconds = _encode_onnx(out, int8_name, texts, options.threads)
+        except Exception as exc:  # one broken recipe must not stop the search; the report says why
+            if options.recipe:
+                raise
+            reason = f"error: {type(exc).__name__}: {exc}"[:300]
+            tried.append({"recipe": recipe.name, "passed": False, "result": reason})
+            continue
         row = _gate_row(compare(reference, embeddings), options.int8_target, seconds)
         tried.append(
             {

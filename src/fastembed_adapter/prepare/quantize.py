@@ -129,14 +129,16 @@ def quantize_int8(
                 exclude += _most_sensitive(model, exclude, recipe.keep_sensitive, calibration)
             if recipe.outlier_factor is not None:
                 unfuse_attention(model)
-            tensors = sorted(constant_matmul_inputs(model))
-            stats = calibrate_absmax(model, calibration.folder, list(calibration.texts), tensors, calibration.threads)
-            if recipe.smooth_alpha is not None:
-                smooth(model, stats, recipe.smooth_alpha)
-            if recipe.outlier_factor is not None:
-                sides = split_outliers(model, stats, recipe.outlier_factor)
-                details["outlier_side_matmuls"] = len(sides)
-                exclude += sides
+            if recipe.smooth_alpha is not None or recipe.outlier_factor is not None:
+                tensors = sorted(constant_matmul_inputs(model))
+                texts = list(calibration.texts)
+                stats = calibrate_absmax(model, calibration.folder, texts, tensors, calibration.threads)
+                if recipe.smooth_alpha is not None:
+                    smooth(model, stats, recipe.smooth_alpha)
+                if recipe.outlier_factor is not None:
+                    sides = split_outliers(model, stats, recipe.outlier_factor)
+                    details["outlier_side_matmuls"] = len(sides)
+                    exclude += sides
         rewrite_per_token(model, exclude)
     else:
         _quantize_dynamic(source, target_path, target, recipe, exclude)

@@ -54,6 +54,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for row in report["recipes"]:
+            if "min_cosine" not in row:  # the recipe raised; its result says what
+                lines.append(f"| {row['recipe']} | - | - | - | - | - | - | {row['result']} |")
+                continue
             lines.append(
                 f"| {row['recipe']} | {_fmt(row['min_cosine'])} | {_fmt(row['mean_cosine'], 5)} "
                 f"| {_fmt(row['topk_agreement'], 3)} | {row['encode_seconds']:.2f} | {row['size_bytes'] / 1e6:.1f} "

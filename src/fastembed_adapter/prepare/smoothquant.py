@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["CAPTURE_BATCH", "calibrate_absmax", "constant_matmul_inputs", "constant_weight", "smooth"]
+__all__ = ["CAPTURE_BATCH", "WeightWriter", "calibrate_absmax", "constant_matmul_inputs", "constant_weight", "smooth"]
 
 # Texts per run when every MatMul input is a graph output: all-mpnet-base-v2 exposes ~0.4 MB per
 # token, so 8 passages of 384 tokens already hold ~1.4 GB of activations.
@@ -34,6 +34,40 @@ def constant_weight(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) 
     if weight is None or len(weight.dims) != 2 or weight.data_type != TensorProto.FLOAT:
         return None
     return weight
+
+
+class WeightWriter:
+    """Reads and rewrites a node's constant weight (``input[1]``) without touching other users of it.
+
+    A weight shared by several nodes (cross-layer sharing, tied projections) gets a private copy
+    for each rewritten node instead of being changed for all of them.
+    """
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self._graph = model.graph
+        self._weights = {init.name: init for init in model.graph.initializer}
+        self._uses: dict[str, int] = defaultdict(int)
+        for node in model.graph.node:
+            for name in node.input:
+                self._uses[name] += 1
+        for output in model.graph.output:
+            self._uses[output.name] += 1
+
+    def read(self, node: onnx.NodeProto) -> np.ndarray:
+        """The node's weight as an array."""
+        array: np.ndarray = numpy_helper.to_array(self._weights[node.input[1]])
+        return array
+
+    def write(self, node: onnx.NodeProto, array: np.ndarray, tag: str) -> None:
+        """Give ``node`` the weight ``array``: in place if only it uses the weight, else as a private copy."""
+        name = node.input[1]
+        if self._uses[name] > 1:
+            self._uses[name] -= 1
+            name = f"{name}/{tag}/{node.name or node.output[0]}"
+            self._weights[name] = self._graph.initializer.add()
+            self._uses[name] = 1
+            node.input[1] = name
+        self._weights[name].CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
 
 
 def constant_matmul_inputs(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
@@ -84,12 +118,12 @@ def calibrate_absmax(
 def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -> int:
     """Smooth every calibrated MatMul input of ``model`` in place; return how many tensors were smoothed."""
     graph = model.graph
-    weights = {init.name: init for init in graph.initializer}
+    weights = WeightWriter(model)
     inserted: dict[str, onnx.NodeProto] = {}  # first consumer's output → the Mul to put before it
     for tensor, consumers in constant_matmul_inputs(model).items():
         if tensor not in stats:
             continue
-        arrays = [numpy_helper.to_array(weights[node.input[1]]) for node in consumers]
+        arrays = [weights.read(node) for node in consumers]
         weight_peak = np.max([np.abs(w).max(axis=1) for w in arrays], axis=0)
         x_peak = np.maximum(stats[tensor], 1e-5)
         scale = np.clip(x_peak**alpha / np.maximum(weight_peak, 1e-5) ** (1 - alpha), *_CLIP).astype(np.float32)
@@ -99,7 +133,7 @@ def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -
             "Mul", [tensor, inverse], [smoothed], name=f"{tensor}/fea_sq_mul"
         )
         for node, array in zip(consumers, arrays, strict=True):
-            weights[node.input[1]].CopyFrom(numpy_helper.from_array(array * scale[:, None], node.input[1]))
+            weights.write(node, array * scale[:, None], "fea_sq")
             node.input[0] = smoothed
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
