@@ -453,3 +453,17 @@ def test_vnni_file_on_a_cpu_without_vnni_warns(prepared_base, copy_folder, monke
     assert bool(messages) is warns, messages
     if warns:
         assert "AVX512-VNNI" in messages[0] and "prepare --target auto" in messages[0]
+
+
+def test_session_load_hands_freed_heap_back(tiny_model, monkeypatch):
+    from fastembed_adapter import session as session_module
+
+    _, folder = tiny_model(TinySpec())
+    calls = []
+    monkeypatch.setattr(session_module, "release_freed_memory", lambda: calls.append(1))
+    OnnxSentenceEncoder(folder, threads=1)
+    assert calls == [1]
+    monkeypatch.undo()
+    session_module.release_freed_memory()  # the real one: no error on this platform either
+    monkeypatch.setattr(session_module.sys, "platform", "darwin")
+    session_module.release_freed_memory()  # a no-op elsewhere

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import onnxruntime as ort
 from .cpu import available_cpus
 from .errors import CorruptModelError, InferenceError, InvalidInputError, ModelNotFoundError
 
-__all__ = ["TOKEN_OUTPUTS", "OnnxSession", "model_feeds"]
+__all__ = ["TOKEN_OUTPUTS", "OnnxSession", "model_feeds", "release_freed_memory"]
 
 # Output names that carry per-token hidden states, most specific first.
 TOKEN_OUTPUTS = ("last_hidden_state", "token_embeddings")
@@ -46,6 +49,7 @@ class OnnxSession:
                 f"ONNX Runtime cannot load {str(path)!r}: {str(exc).strip().splitlines()[0][:300]}. "
                 "The file is truncated, corrupted or not an ONNX model; re-run `prepare`."
             ) from exc
+        release_freed_memory()
         self.input_names = tuple(node.name for node in self._session.get_inputs())
         outputs = [node.name for node in self._session.get_outputs()]
         self.output_name = next((name for name in TOKEN_OUTPUTS if name in outputs), outputs[0])
@@ -87,3 +91,15 @@ def model_feeds(input_names: Sequence[str], features: Mapping[str, np.ndarray]) 
         name: value if (value := features.get(name)) is not None else _default_input(name, features["input_ids"])
         for name in input_names
     }
+
+
+def release_freed_memory() -> None:
+    """Hand the heap freed after a model load (the parsed protobuf copy) back to the OS.
+
+    glibc keeps freed small-block heap mapped; ``malloc_trim`` returns it, ~3 MB of resident
+    memory for all-MiniLM-L6-v2. A no-op where there is no glibc (macOS, musl, Windows).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
