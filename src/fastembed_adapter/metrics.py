@@ -115,13 +115,18 @@ class EncoderMetrics:
         """Attach to ``registry`` (default: prometheus_client's global one)."""
         self.model = model
         self._c = _collectors(registry if registry is not None else REGISTRY) if enabled else None
-        # The labelled children, looked up once: labels() takes a lock and a dict lookup per call,
-        # a measurable share of a 2 ms encode() that records seven observations.
-        c = self._c
-        self._stage = {stage: h.labels(model) for stage, h in c.stage_seconds.items()} if c else {}
-        self._texts = c.texts.labels(model) if c else None
-        self._batch_size = c.batch_size.labels(model) if c else None
-        self._tokens = c.tokens.labels(model) if c else None
+        # The per-call histograms' labelled children, looked up once: labels() takes a lock and a
+        # dict lookup, a measurable share of a 2 ms encode() that records seven observations.
+        self._observe = (
+            {
+                **{stage: histogram.labels(model) for stage, histogram in self._c.stage_seconds.items()},
+                "texts": self._c.texts.labels(model),
+                "batch_size": self._c.batch_size.labels(model),
+                "tokens": self._c.tokens.labels(model),
+            }
+            if self._c is not None
+            else {}
+        )
 
     @contextmanager
     def time(self, stage: str) -> Iterator[None]:
@@ -130,8 +135,8 @@ class EncoderMetrics:
         try:
             yield
         finally:
-            if self._stage:
-                self._stage[stage].observe(time.perf_counter() - start)
+            if self._observe:
+                self._observe[stage].observe(time.perf_counter() - start)
 
     @contextmanager
     def observe_call(self) -> Iterator[None]:
@@ -143,13 +148,13 @@ class EncoderMetrics:
             self.error(exc)
             raise
         finally:
-            if self._stage:
-                self._stage["encode"].observe(time.perf_counter() - start)
+            if self._observe:
+                self._observe["encode"].observe(time.perf_counter() - start)
 
     def call(self, texts: int, hits: int, misses: int) -> None:
         """One encode() call: its size and cache outcome."""
-        if self._c is not None and self._texts is not None:
-            self._texts.observe(texts)
+        if self._c is not None:
+            self._observe["texts"].observe(texts)
             if hits:
                 self._c.cache_hits.labels(self.model).inc(hits)
             if misses:
@@ -157,9 +162,9 @@ class EncoderMetrics:
 
     def batch(self, size: int, tokens: int) -> None:
         """One ONNX Runtime batch."""
-        if self._batch_size is not None and self._tokens is not None:
-            self._batch_size.observe(size)
-            self._tokens.observe(tokens)
+        if self._observe:
+            self._observe["batch_size"].observe(size)
+            self._observe["tokens"].observe(tokens)
 
     def error(self, exc: BaseException) -> None:
         """Count a failed call by exception class name."""

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
 from .smoothquant import constant_matmul_inputs
 
@@ -26,17 +25,6 @@ __all__ = ["node_errors"]
 _BATCH = 2
 
 
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> bytes:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    present = {output.name for output in copy.graph.output}
-    copy.graph.output.extend(
-        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names if name not in present
-    )
-    data: bytes = copy.SerializeToString()
-    return data
-
-
 def node_errors(
     fp32: onnx.ModelProto,
     quantized: onnx.ModelProto,
@@ -45,38 +33,23 @@ def node_errors(
     threads: int | None = None,
 ) -> dict[str, float]:
     """Relative error added by each constant-weight MatMul of ``fp32`` (by node name) in ``quantized``."""
-    import onnxruntime as ort
-
-    from ..layout import read_layout
-    from ..session import model_feeds
-    from ..tokenization import TextTokenizer
+    from .capture import capture_runner, text_batches
 
     nodes = [node for group in constant_matmul_inputs(fp32).values() for node in group]
     produced = {name for node in quantized.graph.node for name in node.output}
     produced |= {tensor.name for tensor in quantized.graph.input}
     nodes = [node for node in nodes if node.input[0] in produced and node.output[0] in produced]
     tensors = sorted({name for node in nodes for name in (node.input[0], node.output[0])})
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or 0
-    sessions = [
-        ort.InferenceSession(_with_outputs(model, tensors), options, providers=["CPUExecutionProvider"])
-        for model in (fp32, quantized)
-    ]
-    layout = read_layout(folder)
-    tokenizer = TextTokenizer(folder, layout.max_seq_length, layout.do_lower_case)
+    run_reference, run_candidate = (capture_runner(model, tensors, threads) for model in (fp32, quantized))
     total = dict.fromkeys(tensors, 0.0)  # sum over texts of each text's relative error
-    ordered = sorted(texts, key=len, reverse=True)
-    for start in range(0, len(ordered), _BATCH):
-        features = tokenizer.encode(ordered[start : start + _BATCH])
+    for features in text_batches(folder, texts, _BATCH):
         mask = features["attention_mask"].astype(np.float64)
-        reference, candidate = (
-            session.run(tensors, model_feeds([i.name for i in session.get_inputs()], features)) for session in sessions
-        )
+        reference, candidate = run_reference(features), run_candidate(features)
         for name, ref, got in zip(tensors, reference, candidate, strict=True):
             if ref.ndim != 3 or ref.shape[:2] != mask.shape:
                 continue
             error = np.einsum("bs,bsh->b", mask, (got.astype(np.float64) - ref) ** 2)
             norm = np.einsum("bs,bsh->b", mask, ref.astype(np.float64) ** 2)
             total[name] += float(np.sum(np.sqrt(error / np.maximum(norm, 1e-30))))
-    error = {name: value / max(len(ordered), 1) for name, value in total.items()}
+    error = {name: value / max(len(texts), 1) for name, value in total.items()}
     return {node.name or node.output[0]: float(error[node.output[0]] - error[node.input[0]]) for node in nodes}

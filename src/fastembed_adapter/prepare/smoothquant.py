@@ -84,31 +84,14 @@ def calibrate_absmax(
     source: Path | onnx.ModelProto, folder: Path, texts: list[str], tensors: list[str], threads: int | None = None
 ) -> dict[str, np.ndarray]:
     """Per-channel ``max|x|`` of each tensor over the real (unpadded) tokens of ``texts``."""
-    import onnxruntime as ort
+    from .capture import capture_runner, text_batches
 
-    from ..layout import read_layout
-    from ..session import model_feeds
-    from ..tokenization import TextTokenizer
-
-    model = onnx.ModelProto()
-    model.CopyFrom(source if isinstance(source, onnx.ModelProto) else onnx.load(str(source)))
-    outputs = {output.name for output in model.graph.output}
-    model.graph.output.extend(
-        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in tensors if name not in outputs
-    )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or 0
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    layout = read_layout(folder)
-    tokenizer = TextTokenizer(folder, layout.max_seq_length, layout.do_lower_case)
-    feed_names = [node.name for node in session.get_inputs()]
+    model = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
+    run = capture_runner(model, tensors, threads)
     stats: dict[str, np.ndarray] = {}
-    ordered = sorted(texts, key=len, reverse=True)
-    for start in range(0, len(ordered), CAPTURE_BATCH):
-        features = tokenizer.encode(ordered[start : start + CAPTURE_BATCH])
+    for features in text_batches(folder, texts, CAPTURE_BATCH):
         mask = features["attention_mask"].astype(bool)
-        values = session.run(tensors, model_feeds(feed_names, features))
-        for name, value in zip(tensors, values, strict=True):
+        for name, value in zip(tensors, run(features), strict=True):
             rows = value[mask] if value.shape[:2] == mask.shape else value.reshape(-1, value.shape[-1])
             peak = np.abs(rows).max(axis=0)
             stats[name] = peak if name not in stats else np.maximum(stats[name], peak)
