@@ -5,7 +5,9 @@ The INT8-quality goal is a ratio ("at most 1.25x the time of plain dynamic INT8"
 folder's ``onnx/model.onnx`` with each recipe (skipping files that already exist), then times the
 built-in validation texts in length-sorted batches of 32: within a pass every batch runs on every
 file in turn (order reversed every other pass), and the ratio to the first recipe is taken per
-pass. Prints the median ratio and its range over passes; ``--json`` prints the raw figures.
+pass. The sessions do not spin between runs (idle spinning threads of one session would steal the
+2 cores from the next). ``fp32`` names the optimized FP32 file. Prints the median ratio and its
+range over passes; ``--json`` prints the raw figures.
 
     python bench/int8_ratio.py --prepared models/all-MiniLM-L6-v2 \\
         --recipes dynamic,per-token,outlier-per-token --passes 7
@@ -30,7 +32,11 @@ from fastembed_adapter.prepare.texts import calibration_texts, validation_texts
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prepared", type=Path, required=True, help="folder written by prepare")
-    parser.add_argument("--recipes", default="dynamic,per-token", help="comma-separated; the first is the baseline")
+    parser.add_argument(
+        "--recipes",
+        default="dynamic,per-token",
+        help="comma-separated; the first is the baseline; fp32 = onnx/model.onnx",
+    )
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
@@ -38,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if args.passes < 1:
         parser.error("--passes must be at least 1")
     recipes = args.recipes.split(",")
-    unknown = [name for name in recipes if name not in RECIPES]
+    unknown = [name for name in recipes if name not in RECIPES and name != "fp32"]
     if unknown:
         parser.error(f"unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}")
     target = detect_target()
@@ -46,14 +52,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         parser.error("this CPU has no INT8 target")
     files = {}
     for name in recipes:
-        file_name = f"onnx/model_ratio_{name}.onnx"
+        file_name = "onnx/model.onnx" if name == "fp32" else f"onnx/model_ratio_{name}.onnx"
         if not (args.prepared / file_name).exists():
             calibration = Calibration(args.prepared, tuple(calibration_texts()), args.threads)
             source, output = args.prepared / "onnx/model.onnx", args.prepared / file_name
             quantize_int8(source, output, target, RECIPES[name], calibration)
         files[name] = file_name
+    # No spinning: with several sessions in one process, the idle worker threads of the session
+    # that just ran would busy-wait on the 2 cores while the next one runs (seen: +10-15 %).
     encoders = {
-        name: OnnxSentenceEncoder(args.prepared, file_name=file_name, threads=args.threads, cache_size=0, metrics=False)
+        name: OnnxSentenceEncoder(
+            args.prepared, file_name=file_name, threads=args.threads, cache_size=0, metrics=False, spinning=False
+        )
         for name, file_name in files.items()
     }
     texts = sorted(validation_texts(), key=len, reverse=True)
