@@ -135,9 +135,12 @@ def test_calibrated_recipes_on_other_architectures(make_st_model, st_models, tmp
     spec = TinySpec(arch, pooling="lasttoken" if arch in DECODERS else "mean")
     source = make_st_model(spec)
     reference = st_models(source).encode(TEXTS)
-    for recipe in ("outlier-per-token", "smooth-per-token"):
+    for recipe in ("outlier-per-token", "smooth-per-token", "smooth-norm-per-token"):
         out = tmp_path / recipe
         report = run_prepare(source, out, recipe=recipe)
         assert report["recipe"] == recipe
+        row = next(row for row in report["recipes"] if row["recipe"] == recipe)
+        # 2 layers: every constant-weight MatMul input (4 per layer), or only the 2 norm outputs per layer
+        assert row.get("smoothed_tensors") == {"smooth-per-token": 8, "smooth-norm-per-token": 4}.get(recipe)
         int8 = OnnxSentenceEncoder(out, file_name=int8_file(), threads=1, cache_size=0).encode(TEXTS)
         assert cosines(int8, reference).min() >= TINY_INT8_MIN_COSINE

@@ -16,7 +16,7 @@ from fastembed_adapter.prepare.outliers import split_outliers, unfuse_attention
 from fastembed_adapter.prepare.pertoken import rewrite_per_token
 from fastembed_adapter.prepare.quantize import RECIPES, Calibration, quantize_int8
 from fastembed_adapter.prepare.sensitivity import node_errors
-from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, smooth
+from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
 from fastembed_adapter.prepare.texts import calibration_texts
 
 CALIBRATION = calibration_texts()[:48]
@@ -102,15 +102,37 @@ def test_every_recipe_gives_a_close_int8_file(work, arch, recipe):
         for n in model.graph.node
         if n.op_type == "MatMul" and n.input[1] in constants and "fea_outliers" not in n.name  # FP32 side paths
     ]
+    if RECIPES[recipe].split_attention:
+        assert "Attention" not in ops and ("MultiHeadAttention" in ops or arch != "bert")
     if RECIPES[recipe].per_token:
         # one activation quantization per input tensor: Q, K and V (mpnet) share theirs
         assert ops.count("MatMulIntegerToFloat") > 0
         assert ops.count("QuantizeLinear") < ops.count("MatMulIntegerToFloat") or arch == "bert"
         assert not fp32_weight_matmuls or RECIPES[recipe].keep_fp32 != "none" or RECIPES[recipe].keep_sensitive
-        if RECIPES[recipe].outlier_factor is not None:
-            assert "Attention" not in ops and ("MultiHeadAttention" in ops or arch != "bert")
+    elif RECIPES[recipe].nbits_block is not None:
+        # 2 layers x (Q/K/V, out, up, down); mpnet has separate Q, K and V MatMuls
+        assert ops.count("MatMulNBits") == (8 if arch == "bert" else 12) and not fp32_weight_matmuls
     else:
         assert "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_norm_recipe_smooths_only_layernorm_outputs(work, arch):
+    folder = work(arch)
+    model = onnx.load(str(folder / FP32_FILE))
+    unfuse_attention(model)
+    inputs = constant_matmul_inputs(model)
+    # per layer (2): the Q/K/V input and the FFN-up input come from a LayerNorm; attention-out and FFN-down do not
+    assert len(inputs) == 8 and len(norm_outputs(model) & set(inputs)) == 4
+    calibration = Calibration(folder, tuple(CALIBRATION), 1)
+    details = {
+        name: quantize_int8(
+            folder / FP32_FILE, folder / "onnx" / f"{name}.onnx", detect_target(), RECIPES[name], calibration
+        )
+        for name in ("smooth-norm-per-token", "smooth-per-token")
+    }
+    assert details["smooth-norm-per-token"]["smoothed_tensors"] == 4
+    assert details["smooth-per-token"]["smoothed_tensors"] == (8 if arch == "mpnet" else 6)  # fused Attention stays
 
 
 @pytest.mark.parametrize("recipe", [name for name, recipe in RECIPES.items() if recipe.calibrated])

@@ -24,8 +24,11 @@ class Recipe:
     keep_fp32: str = "none"  # "none" | "ffn_down" | "ffn"
     per_token: bool = False
     smooth_alpha: float | None = None  # SmoothQuant migration strength; needs calibration texts
+    smooth_norm_outputs_only: bool = False  # smooth only what a LayerNorm/RMSNorm produces
+    split_attention: bool = False  # fused Attention → MatMul + MultiHeadAttention, so Q/K/V are quantized too
     outlier_factor: float | None = None  # FP32 side path for channels above factor x median; needs calibration
     keep_sensitive: float | None = None  # share of MatMuls kept FP32, the most sensitive measured; needs calibration
+    nbits_block: int | None = None  # MatMulNBits 8-bit weights, activations quantized per block of K inside the kernel
 
     @property
     def calibrated(self) -> bool:
@@ -49,6 +52,15 @@ RECIPES: dict[str, Recipe] = {
     for recipe in (
         Recipe("dynamic", description="dynamic INT8, per-channel weights, every MatMul"),
         Recipe(
+            "smooth-norm-per-token",
+            per_token=True,
+            smooth_alpha=0.65,
+            smooth_norm_outputs_only=True,
+            split_attention=True,
+            description="per-token INT8 on every projection (Q/K/V too); SmoothQuant (alpha 0.65, calibrated)"
+            " on the LayerNorm outputs only (the inputs of Q/K/V and FFN-up)",
+        ),
+        Recipe(
             "per-token",
             per_token=True,
             description="INT8 with one activation scale per token (MatMulIntegerToFloat), per-channel weights",
@@ -63,6 +75,7 @@ RECIPES: dict[str, Recipe] = {
             "outlier-per-token",
             per_token=True,
             outlier_factor=3.0,
+            split_attention=True,
             description="per-token INT8 on every projection (Q/K/V too); calibrated outlier channels"
             " (> 3x the median, at most 8 per tensor) run in an FP32 side MatMul",
         ),
@@ -72,6 +85,13 @@ RECIPES: dict[str, Recipe] = {
             keep_sensitive=0.15,
             description="per-token INT8; the 15 % of MatMuls that add the most error on the calibration texts"
             " (measured in the per-token file) stay FP32",
+        ),
+        Recipe(
+            "blocked-8bit",
+            split_attention=True,
+            nbits_block=32,
+            description="MatMulNBits: 8-bit weights in blocks of 32, activations quantized per block of 32 inside"
+            " the kernel (accuracy_level 4); Q/K/V too",
         ),
         Recipe(
             "dynamic-ffn-down-fp32",
@@ -119,27 +139,32 @@ def quantize_int8(
     if recipe.per_token:
         from .outliers import split_outliers, unfuse_attention
         from .pertoken import rewrite_per_token
-        from .smoothquant import calibrate_absmax, constant_matmul_inputs, smooth
+        from .smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
 
         model = onnx.load(str(source))
+        if recipe.split_attention:
+            unfuse_attention(model)
         if recipe.calibrated:
             if calibration is None:
                 raise ValueError(f"Recipe {recipe.name!r} needs calibration texts.")
             if recipe.keep_sensitive is not None:
                 exclude += _most_sensitive(model, exclude, recipe.keep_sensitive, calibration)
-            if recipe.outlier_factor is not None:
-                unfuse_attention(model)
-            if recipe.smooth_alpha is not None or recipe.outlier_factor is not None:
-                tensors = sorted(constant_matmul_inputs(model))
+            tensors = sorted(constant_matmul_inputs(model))
+            if recipe.smooth_norm_outputs_only:
+                normalized = norm_outputs(model)
+                tensors = [name for name in tensors if name in normalized]
+            if tensors and (recipe.smooth_alpha is not None or recipe.outlier_factor is not None):
                 texts = list(calibration.texts)
                 stats = calibrate_absmax(model, calibration.folder, texts, tensors, calibration.threads)
                 if recipe.smooth_alpha is not None:
-                    smooth(model, stats, recipe.smooth_alpha)
+                    details["smoothed_tensors"] = smooth(model, stats, recipe.smooth_alpha)
                 if recipe.outlier_factor is not None:
                     sides = split_outliers(model, stats, recipe.outlier_factor)
                     details["outlier_side_matmuls"] = len(sides)
                     exclude += sides
         rewrite_per_token(model, exclude)
+    elif recipe.nbits_block is not None:
+        model = _quantize_nbits(source, recipe, exclude)
     else:
         _quantize_dynamic(source, target_path, target, recipe, exclude)
         model = onnx.load(str(target_path))
@@ -161,6 +186,22 @@ def _most_sensitive(model: Any, exclude: list[str], share: float, calibration: C
     errors = node_errors(model, trial, calibration.folder, list(calibration.texts), calibration.threads)
     count = max(1, round(share * len(errors)))
     return sorted(errors, key=lambda name: errors[name], reverse=True)[:count]
+
+
+def _quantize_nbits(source: Path, recipe: Recipe, exclude: list[str]) -> Any:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from .outliers import unfuse_attention
+
+    model = onnx.load(str(source))
+    if recipe.split_attention:
+        unfuse_attention(model)
+    quantizer = MatMulNBitsQuantizer(
+        model, bits=8, block_size=recipe.nbits_block, is_symmetric=True, accuracy_level=4, nodes_to_exclude=exclude
+    )
+    quantizer.process()
+    return quantizer.model.model
 
 
 def _quantize_dynamic(source: Path, target_path: Path, target: QuantTarget, recipe: Recipe, exclude: list[str]) -> None:

@@ -17,7 +17,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["CAPTURE_BATCH", "WeightWriter", "calibrate_absmax", "constant_matmul_inputs", "constant_weight", "smooth"]
+__all__ = [
+    "CAPTURE_BATCH",
+    "WeightWriter",
+    "calibrate_absmax",
+    "constant_matmul_inputs",
+    "constant_weight",
+    "norm_outputs",
+    "smooth",
+]
 
 # Texts per run when every MatMul input is a graph output: all-mpnet-base-v2 exposes ~0.4 MB per
 # token, so 8 passages of 384 tokens already hold ~1.4 GB of activations.
@@ -78,6 +86,37 @@ def constant_matmul_inputs(model: onnx.ModelProto) -> dict[str, list[onnx.NodePr
         if constant_weight(node, weights) is not None:
             groups[node.input[0]].append(node)
     return dict(groups)
+
+
+_ELEMENTWISE = {"Add", "Cast", "Div", "Identity", "Mul", "Pow", "Reciprocal", "Sqrt", "Sub"}
+
+
+def norm_outputs(model: onnx.ModelProto) -> set[str]:
+    """The outputs of LayerNorm / RMSNorm, where activation outlier channels live.
+
+    Fused norms (ONNX ``LayerNormalization``, ORT's ``SkipLayerNormalization``, ``SimplifiedLayerNormalization``
+    …) give their ``output[0]`` (the other outputs are statistics or the residual sum). An unfused norm
+    (``x * rsqrt(mean(x²) + eps) * w`` as exported for Qwen3 or Gemma3) is a chain of element-wise ops
+    reaching a ``ReduceMean``; its last ``Mul`` counts.
+    """
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    found = {
+        node.output[0]
+        for node in graph.node
+        if node.output and node.op_type.endswith(("LayerNormalization", "RMSNormalization"))
+    }
+
+    def reaches_mean(tensor: str, depth: int) -> bool:
+        node = producer.get(tensor)
+        if node is None or depth == 0:
+            return False
+        if node.op_type == "ReduceMean":
+            return True
+        return node.op_type in _ELEMENTWISE and any(reaches_mean(name, depth - 1) for name in node.input)
+
+    found |= {node.output[0] for node in graph.node if node.op_type == "Mul" and reaches_mean(node.output[0], 8)}
+    return found
 
 
 def calibrate_absmax(
