@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -114,6 +117,26 @@ def test_every_recipe_gives_a_close_int8_file(work, arch, recipe):
         assert ops.count("MatMulNBits") == (8 if arch == "bert" else 12) and not fp32_weight_matmuls
     else:
         assert "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops
+
+
+def test_blocked_recipe_leaves_logging_alone(work):
+    """Importing ORT's MatMulNBits quantizer runs logging.basicConfig(level=INFO): prepare must undo it.
+
+    In a fresh interpreter (pytest's own log handlers would make basicConfig a no-op here).
+    """
+    folder = work("bert")
+    code = (
+        "import logging, pathlib, sys\n"
+        "from fastembed_adapter.cpu import detect_target\n"
+        "from fastembed_adapter.prepare.quantize import RECIPES, quantize_int8\n"
+        "folder = pathlib.Path(sys.argv[1])\n"
+        "quantize_int8(folder / 'onnx/model.onnx', folder / 'onnx/b8.onnx', detect_target(), RECIPES['blocked-8bit'])\n"
+        "root = logging.getLogger()\n"
+        "print(root.level, len(root.handlers))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == [str(logging.WARNING), "0"]
+    assert "skip to quantize" not in result.stderr and "INFO" not in result.stderr
 
 
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])

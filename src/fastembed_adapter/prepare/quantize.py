@@ -189,10 +189,21 @@ def _most_sensitive(model: Any, exclude: list[str], share: float, calibration: C
 
 
 def _quantize_nbits(source: Path, recipe: Recipe, exclude: list[str]) -> Any:
+    import logging
+
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     from .outliers import unfuse_attention
+
+    # Importing ORT's quantizer calls logging.basicConfig(level=INFO) on the root logger, which
+    # would flood prepare's output (one line per node) and change the caller's logging: undo it.
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    logging.getLogger(MatMulNBitsQuantizer.__module__).setLevel(logging.WARNING)
 
     model = onnx.load(str(source))
     if recipe.split_attention:
