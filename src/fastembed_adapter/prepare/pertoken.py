@@ -12,6 +12,10 @@ with ``Wq`` int8 symmetric per output channel (``w_scale (N,)``). ``MatMulIntege
 multiplies the int32 product by ``peak * w_scale / 127`` (the per-token factor broadcast over
 the output); folding the 1/127 into the constant weight scale saves one op per activation. The
 uint8 activation side matters: ORT's int8-activation path is ~10x slower.
+
+A following bias ``Add`` stays a separate node: ORT 1.32's ``MatMulIntegerToFloat`` multiplies its
+optional ``bias`` input by a non-scalar ``a_scale`` (checked against numpy: the output is
+``A·B·a_scale·b_scale + bias·a_scale``), so folding the bias in would be wrong here.
 """
 
 from __future__ import annotations
