@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 
 from conftest import (
@@ -18,6 +20,7 @@ from conftest import (
     run_prepare,
 )
 from fastembed_adapter import OnnxSentenceEncoder, UnsupportedModelError
+from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
 
 LONG = " ".join(TEXTS * 4)
 
@@ -142,5 +145,21 @@ def test_calibrated_recipes_on_other_architectures(make_st_model, st_models, tmp
         row = next(row for row in report["recipes"] if row["recipe"] == recipe)
         # 2 layers: every constant-weight MatMul input (4 per layer), or only the 2 norm outputs per layer
         assert row.get("smoothed_tensors") == {"smooth-per-token": 8, "smooth-norm-per-token": 4}.get(recipe)
+        # pre-norm: every norm output feeds only its MatMuls, so 1/s goes into the norm weights, no Mul;
+        # except ModernBERT's embedding norm, whose output is also the residual stream
+        folded = (3 if arch == "modernbert" else 4) if recipe != "outlier-per-token" else None
+        assert row.get("smoothing_folded") == folded
         int8 = OnnxSentenceEncoder(out, file_name=int8_file(), threads=1, cache_size=0).encode(TEXTS)
         assert cosines(int8, reference).min() >= TINY_INT8_MIN_COSINE
+    # the folded smoothing is exact in FP32, and really changed the norm weights
+    model = onnx.load(str(out / FP32_FILE))
+    tensors = sorted(set(constant_matmul_inputs(model)) & norm_outputs(model))
+    stats = calibrate_absmax(model, out, TEXTS, tensors, threads=1)
+    before = {init.name for init in model.graph.initializer}
+    assert smooth(model, stats, alpha=0.65) == (4, 3 if arch == "modernbert" else 4)
+    new = [init for init in model.graph.initializer if init.name not in before]
+    assert any(np.abs(onnx.numpy_helper.to_array(init) - 1).max() > 1e-3 for init in new if "/fea_sq/" in init.name)
+    onnx.save(model, str(out / "onnx" / "model_smoothed.onnx"))
+    fp32 = OnnxSentenceEncoder(out, file_name=FP32_FILE, threads=1, cache_size=0).encode(TEXTS)
+    smoothed = OnnxSentenceEncoder(out, file_name="onnx/model_smoothed.onnx", threads=1, cache_size=0).encode(TEXTS)
+    assert_close_fp32(smoothed, fp32)

@@ -157,7 +157,8 @@ def quantize_int8(
                 texts = list(calibration.texts)
                 stats = calibrate_absmax(model, calibration.folder, texts, tensors, calibration.threads)
                 if recipe.smooth_alpha is not None:
-                    details["smoothed_tensors"] = smooth(model, stats, recipe.smooth_alpha)
+                    smoothed, folded = smooth(model, stats, recipe.smooth_alpha)
+                    details["smoothed_tensors"], details["smoothing_folded"] = smoothed, folded
                 if recipe.outlier_factor is not None:
                     sides = split_outliers(model, stats, recipe.outlier_factor)
                     details["outlier_side_matmuls"] = len(sides)

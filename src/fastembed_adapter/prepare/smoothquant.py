@@ -2,15 +2,21 @@
 
 Activation outlier channels make a per-token INT8 scale coarse for every other channel. For each
 activation tensor ``X`` that feeds constant-weight MatMuls we compute, from calibration texts,
-``s_j = max|X_j|^alpha / max|W_j,:|^(1 - alpha)`` (clipped to [1e-2, 1e2]), insert one
-``Mul(X, 1/s)`` shared by all its consumers and multiply every consumer's weight rows by ``s``:
-``(X / s) @ (s * W) == X @ W``, so the FP32 graph is unchanged while the outliers move into the
-weights, which are quantized per output channel.
+``s_j = max|X_j|^alpha / max|W_j,:|^(1 - alpha)`` (clipped to [1e-2, 1e2]), divide ``X`` by ``s``
+and multiply every consumer's weight rows by ``s``: ``(X / s) @ (s * W) == X @ W``, so the FP32
+graph is unchanged while the outliers move into the weights, which are quantized per output channel.
+
+Where ``X`` feeds only those MatMuls and comes from a per-channel affine op with constant
+parameters (a LayerNorm/RMSNorm's gamma and beta, or ``Mul(x, w)`` as an unfused RMSNorm ends),
+the ``1/s`` is folded into those parameters and no op is added: pre-norm models (ModernBERT,
+Qwen3, Gemma3). Otherwise (post-norm BERT/MPNet, whose LayerNorm output also feeds the residual
+path) one ``Mul(X, 1/s)`` shared by the consumers is inserted.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +38,15 @@ __all__ = [
 CAPTURE_BATCH = 8
 
 _CLIP = (1e-2, 1e2)
+
+# Per-channel parameters of ops whose output scales linearly with them: input indices to divide by s.
+_AFFINE_PARAMS = {
+    "LayerNormalization": (1, 2),  # scale, bias
+    "SkipLayerNormalization": (2, 3),  # gamma, beta (com.microsoft)
+    "SimplifiedLayerNormalization": (1,),
+    "SkipSimplifiedLayerNormalization": (2,),
+    "RMSNormalization": (1,),
+}
 
 
 def constant_weight(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) -> onnx.TensorProto | None:
@@ -137,11 +152,23 @@ def calibrate_absmax(
     return stats
 
 
-def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -> int:
-    """Smooth every calibrated MatMul input of ``model`` in place; return how many tensors were smoothed."""
+def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -> tuple[int, int]:
+    """Smooth every calibrated MatMul input of ``model`` in place.
+
+    Returns (tensors smoothed, of which folded into their producer's parameters without a new op).
+    """
     graph = model.graph
     weights = WeightWriter(model)
+    constants = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    uses: dict[str, int] = defaultdict(int)
+    for node in graph.node:
+        for name in node.input:
+            uses[name] += node.op_type != "Shape"  # reading the shape does not see the values
+    for output in graph.output:
+        uses[output.name] += 1
     inserted: dict[str, onnx.NodeProto] = {}  # first consumer's output → the Mul to put before it
+    smoothed = folded = 0
     for tensor, consumers in constant_matmul_inputs(model).items():
         if tensor not in stats:
             continue
@@ -149,14 +176,22 @@ def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -
         weight_peak = np.max([np.abs(w).max(axis=1) for w in arrays], axis=0)
         x_peak = np.maximum(stats[tensor], 1e-5)
         scale = np.clip(x_peak**alpha / np.maximum(weight_peak, 1e-5) ** (1 - alpha), *_CLIP).astype(np.float32)
-        inverse, smoothed = f"{tensor}/fea_sq_inv", f"{tensor}/fea_sq"
-        graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
-        inserted[consumers[0].output[0]] = helper.make_node(
-            "Mul", [tensor, inverse], [smoothed], name=f"{tensor}/fea_sq_mul"
-        )
+        inverse = (1.0 / scale).astype(np.float32)
+        smoothed += 1
         for node, array in zip(consumers, arrays, strict=True):
             weights.write(node, array * scale[:, None], "fea_sq")
-            node.input[0] = smoothed
+        producer = producers.get(tensor)
+        exclusive = uses[tensor] == len(consumers)
+        if exclusive and producer is not None and _fold(graph, producer, tensor, inverse, constants):
+            folded += 1
+            continue
+        name, smoothed_name = f"{tensor}/fea_sq_inv", f"{tensor}/fea_sq"
+        graph.initializer.append(numpy_helper.from_array(inverse, name))
+        inserted[consumers[0].output[0]] = helper.make_node(
+            "Mul", [tensor, name], [smoothed_name], name=f"{tensor}/fea_sq_mul"
+        )
+        for node in consumers:
+            node.input[0] = smoothed_name
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
         if node.output and node.output[0] in inserted:
@@ -164,4 +199,62 @@ def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -
         nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
-    return len(inserted)
+    return smoothed, folded
+
+
+def _fold(
+    graph: onnx.GraphProto,
+    producer: onnx.NodeProto,
+    tensor: str,
+    inverse: np.ndarray,
+    constants: dict[str, onnx.TensorProto],
+) -> bool:
+    """Divide ``producer``'s per-channel constant parameters by ``s`` (private copies); False if it can't."""
+    if producer.output[0] != tensor:
+        return False
+    resolve = _constant_resolver(graph, constants)
+    if producer.op_type in _AFFINE_PARAMS:
+        indices = [i for i in _AFFINE_PARAMS[producer.op_type] if i < len(producer.input) and producer.input[i]]
+    elif producer.op_type == "Mul" and len(producer.input) == 2:
+        indices = [i for i in (0, 1) if resolve(producer.input[i]) is not None]
+        if len(indices) != 1:
+            return False
+    else:
+        return False
+    params = [resolve(producer.input[i]) for i in indices]
+    if not params or any(p is None or p.dtype != np.float32 or p.shape != inverse.shape for p in params):
+        return False
+    for index, param in zip(indices, params, strict=True):
+        name = f"{producer.input[index]}/fea_sq/{producer.name or tensor}"
+        graph.initializer.append(numpy_helper.from_array((param * inverse).astype(np.float32), name))
+        producer.input[index] = name
+    return True
+
+
+def _constant_resolver(
+    graph: onnx.GraphProto, constants: dict[str, onnx.TensorProto]
+) -> Callable[[str], np.ndarray | None]:
+    """Value of a constant tensor: an initializer, a ``Constant`` node, or an ``Identity`` of either.
+
+    torch's exporter aliases identical weights (every norm weight of an untrained model is ones)
+    through ``Identity`` nodes, and writes small constants as ``Constant`` nodes.
+    """
+    producers = {out: node for node in graph.node for out in node.output}
+
+    def resolve(name: str) -> np.ndarray | None:
+        for _ in range(4):
+            if name in constants:
+                array: np.ndarray = numpy_helper.to_array(constants[name])
+                return array
+            node = producers.get(name)
+            if node is None:
+                return None
+            if node.op_type == "Constant":
+                value = next((a.t for a in node.attribute if a.name == "value"), None)
+                return None if value is None else numpy_helper.to_array(value)
+            if node.op_type != "Identity":
+                return None
+            name = node.input[0]
+        return None
+
+    return resolve
