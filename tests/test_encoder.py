@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from conftest import (
@@ -346,6 +347,21 @@ def test_truncated_onnx_fails_manifest_check(prepared_base, copy_folder):
         OnnxSentenceEncoder(folder)
     assert Path(name).name in str(info.value)
     assert "manifest" in str(info.value)
+
+
+def test_changed_weight_that_still_loads_fails_manifest_check(prepared_base, copy_folder):
+    """A same-size change ONNX Runtime cannot see (one weight byte) is caught by the sha256 check."""
+    folder = copy_folder(prepared_base("bert"))
+    path = folder / FP32_FILE
+    data = bytearray(path.read_bytes())
+    weight = max(onnx.load(str(path)).graph.initializer, key=lambda init: len(init.raw_data)).raw_data
+    at = data.find(weight) + len(weight) // 2
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptModelError, match="manifest"):
+        OnnxSentenceEncoder(folder, file_name=FP32_FILE)
+    (folder / MANIFEST_NAME).unlink()
+    OnnxSentenceEncoder(folder, file_name=FP32_FILE)  # the file itself still loads
 
 
 def test_garbage_onnx_without_manifest_fails_at_load(prepared_base, copy_folder):
