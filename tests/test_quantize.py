@@ -17,7 +17,7 @@ from fastembed_adapter.cpu import detect_target
 from fastembed_adapter.prepare.embeddings import quantize_embedding_tables
 from fastembed_adapter.prepare.outliers import split_outliers, unfuse_attention
 from fastembed_adapter.prepare.pertoken import rewrite_per_token
-from fastembed_adapter.prepare.quantize import RECIPES, Calibration, quantize_int8
+from fastembed_adapter.prepare.quantize import RECIPES, Calibration, Recipe, quantize_int8
 from fastembed_adapter.prepare.sensitivity import node_errors
 from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
 from fastembed_adapter.prepare.texts import calibration_texts
@@ -230,3 +230,86 @@ def test_outlier_split_keeps_shared_weights_and_order(matmuls):
     assert sum(node.op_type == "Add" for node in model.graph.node) == matmuls + 1
     for got, want in zip(_run(model, feeds), expected, strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _graph_with_norms() -> onnx.ModelProto:
+    """x → unfused RMSNorm, unfused LayerNorm with bias, a square and a gate, each feeding a MatMul."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = 4
+    consts = {
+        "two": np.array(2.0, np.float32),
+        "one": np.array(1.0, np.float32),
+        "eps": np.array(1e-6, np.float32),
+        "w": np.ones(c, np.float32),
+        "gamma": np.ones(c, np.float32),
+        "beta": np.zeros(c, np.float32),
+        "W": np.ones((c, c), np.float32),
+    }
+    n = helper.make_node
+    nodes = [
+        # RMSNorm as Qwen3 exports it
+        n("Pow", ["x", "two"], ["sq2"]),
+        n("ReduceMean", ["sq2"], ["ms"], axes=[-1]),
+        n("Add", ["ms", "eps"], ["ms_eps"]),
+        n("Sqrt", ["ms_eps"], ["rms"]),
+        n("Div", ["one", "rms"], ["inv"]),
+        n("Mul", ["x", "inv"], ["normed"]),
+        n("Mul", ["normed", "w"], ["rms_out"]),
+        # LayerNorm with bias, unfused
+        n("ReduceMean", ["x"], ["mean"], axes=[-1]),
+        n("Sub", ["x", "mean"], ["d"]),
+        n("Pow", ["d", "two"], ["d2"]),
+        n("ReduceMean", ["d2"], ["var"], axes=[-1]),
+        n("Add", ["var", "eps"], ["var_eps"]),
+        n("Sqrt", ["var_eps"], ["std"]),
+        n("Div", ["d", "std"], ["x_hat"]),
+        n("Mul", ["x_hat", "gamma"], ["scaled"]),
+        n("Add", ["scaled", "beta"], ["ln_out"]),
+        # not norms: a square of the residual and a gate (two activations multiplied)
+        n("Mul", ["x", "x"], ["square"]),
+        n("Sigmoid", ["x"], ["sig"]),
+        n("Mul", ["sig", "rms_out"], ["gated"]),
+    ]
+    outputs = []
+    for i, tensor in enumerate(["rms_out", "ln_out", "square", "gated"]):
+        nodes.append(n("MatMul", [tensor, "W"], [f"y{i}"]))
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [1, c]))
+    graph = helper.make_graph(
+        nodes,
+        "norms",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c])],
+        outputs,
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_norm_outputs_finds_unfused_norms_and_nothing_else():
+    model = _graph_with_norms()
+    onnx.checker.check_model(model)
+    feeding = set(constant_matmul_inputs(model))
+    assert feeding == {"rms_out", "ln_out", "square", "gated"}
+    assert norm_outputs(model) & feeding == {"rms_out", "ln_out"}
+
+
+def test_norm_recipe_refuses_a_graph_without_norm_outputs(tmp_path):
+    model = _graph_with_norms()
+    keep = {"square", "gated"}
+    for node in model.graph.node:  # only the non-norm MatMuls keep constant weights
+        if node.op_type == "MatMul" and node.input[0] not in keep:
+            node.input[1] = "x"
+    source = tmp_path / "m.onnx"
+    onnx.save(model, str(source))
+    calibration = Calibration(tmp_path, ("a text",), 1)
+    with pytest.raises(ValueError, match="no LayerNorm/RMSNorm output"):
+        quantize_int8(source, tmp_path / "q.onnx", detect_target(), RECIPES["smooth-norm-per-token"], calibration)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"nbits_block": 32, "per_token": True}, {"smooth_norm_outputs_only": True}, {"split_attention": True}],
+)
+def test_recipe_refuses_settings_it_would_ignore(kwargs):
+    with pytest.raises(ValueError, match="Recipe 'x'"):
+        Recipe("x", **kwargs)

@@ -6,7 +6,7 @@ keeps the first one whose INT8 file passes the validation gate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ class Recipe:
     """How to quantize: weight granularity and which MatMuls stay FP32."""
 
     name: str
+    _: KW_ONLY
+    description: str = ""
     per_channel: bool = True
     keep_fp32: str = "none"  # "none" | "ffn_down" | "ffn"
     per_token: bool = False
@@ -30,12 +32,19 @@ class Recipe:
     keep_sensitive: float | None = None  # share of MatMuls kept FP32, the most sensitive measured; needs calibration
     nbits_block: int | None = None  # MatMulNBits 8-bit weights, activations quantized per block of K inside the kernel
 
+    def __post_init__(self) -> None:
+        """Refuse combinations one of whose parts would be silently ignored."""
+        if self.nbits_block is not None and (self.per_token or self.calibrated):
+            raise ValueError(f"Recipe {self.name!r}: MatMulNBits (nbits_block) takes no per-token or calibrated step.")
+        if self.smooth_norm_outputs_only and self.smooth_alpha is None:
+            raise ValueError(f"Recipe {self.name!r}: smooth_norm_outputs_only needs smooth_alpha.")
+        if not self.per_token and self.nbits_block is None and (self.calibrated or self.split_attention):
+            raise ValueError(f"Recipe {self.name!r}: calibration and split_attention need per_token or nbits_block.")
+
     @property
     def calibrated(self) -> bool:
         """Whether the recipe needs calibration texts."""
         return self.smooth_alpha is not None or self.outlier_factor is not None or self.keep_sensitive is not None
-
-    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,7 @@ RECIPES: dict[str, Recipe] = {
             smooth_norm_outputs_only=True,
             split_attention=True,
             description="per-token INT8 on every projection (Q/K/V too); SmoothQuant (alpha 0.65, calibrated)"
-            " on the LayerNorm outputs only (the inputs of Q/K/V and FFN-up)",
+            " on the LayerNorm/RMSNorm outputs only (the inputs of Q/K/V and FFN-up)",
         ),
         Recipe(
             "per-token",
@@ -87,16 +96,16 @@ RECIPES: dict[str, Recipe] = {
             " (measured in the per-token file) stay FP32",
         ),
         Recipe(
+            "dynamic-ffn-down-fp32",
+            keep_fp32="ffn_down",
+            description="dynamic INT8, FFN output (down-projection) MatMuls kept FP32",
+        ),
+        Recipe(
             "blocked-8bit",
             split_attention=True,
             nbits_block=32,
             description="MatMulNBits: 8-bit weights in blocks of 32, activations quantized per block of 32 inside"
             " the kernel (accuracy_level 4); Q/K/V too",
-        ),
-        Recipe(
-            "dynamic-ffn-down-fp32",
-            keep_fp32="ffn_down",
-            description="dynamic INT8, FFN output (down-projection) MatMuls kept FP32",
         ),
         Recipe("dynamic-ffn-fp32", keep_fp32="ffn", description="dynamic INT8, all FFN MatMuls kept FP32"),
     )
@@ -153,6 +162,8 @@ def quantize_int8(
             if recipe.smooth_norm_outputs_only:
                 normalized = norm_outputs(model)
                 tensors = [name for name in tensors if name in normalized]
+                if not tensors:  # else the file would be plain per-token under this recipe's name
+                    raise ValueError("no LayerNorm/RMSNorm output feeds a constant-weight MatMul in this graph")
             if tensors and (recipe.smooth_alpha is not None or recipe.outlier_factor is not None):
                 texts = list(calibration.texts)
                 stats = calibrate_absmax(model, calibration.folder, texts, tensors, calibration.threads)

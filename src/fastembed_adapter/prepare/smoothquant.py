@@ -15,6 +15,7 @@ path) one ``Mul(X, 1/s)`` shared by the consumers is inserted.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -111,17 +112,21 @@ def norm_outputs(model: onnx.ModelProto) -> set[str]:
 
     Fused norms (ONNX ``LayerNormalization``, ORT's ``SkipLayerNormalization``, ``SimplifiedLayerNormalization``
     …) give their ``output[0]`` (the other outputs are statistics or the residual sum). An unfused norm
-    (``x * rsqrt(mean(x²) + eps) * w`` as exported for Qwen3 or Gemma3) is a chain of element-wise ops
-    reaching a ``ReduceMean``; its last ``Mul`` counts.
+    ends in ``Mul(normalized, w)`` with a constant per-channel ``w`` (``x * rsqrt(mean(x²) + eps) * w``
+    as exported for Qwen3 or Gemma3), the other operand reaching a ``ReduceMean`` through element-wise
+    ops; an ``Add`` of a constant bias on top of that ``Mul`` (an unfused LayerNorm) counts instead.
+    Gates, squares and other products of two activations do not.
     """
     graph = model.graph
     producer = {out: node for node in graph.node for out in node.output}
+    resolve = _constant_resolver(graph, {init.name: init for init in graph.initializer})
     found = {
         node.output[0]
         for node in graph.node
         if node.output and node.op_type.endswith(("LayerNormalization", "RMSNormalization"))
     }
 
+    @functools.cache
     def reaches_mean(tensor: str, depth: int) -> bool:
         node = producer.get(tensor)
         if node is None or depth == 0:
@@ -130,7 +135,25 @@ def norm_outputs(model: onnx.ModelProto) -> set[str]:
             return True
         return node.op_type in _ELEMENTWISE and any(reaches_mean(name, depth - 1) for name in node.input)
 
-    found |= {node.output[0] for node in graph.node if node.op_type == "Mul" and reaches_mean(node.output[0], 8)}
+    def vector_operand(node: onnx.NodeProto) -> int | None:
+        """Index of the one constant 1-D operand of a binary node, if it has exactly one."""
+        if len(node.input) != 2:
+            return None
+        constant = [i for i, name in enumerate(node.input) if (v := resolve(name)) is not None and v.ndim == 1]
+        others = [name for name in node.input if resolve(name) is None]
+        return constant[0] if len(constant) == 1 and len(others) == 1 else None
+
+    scaled = {
+        node.output[0]
+        for node in graph.node
+        if node.op_type == "Mul"
+        and (index := vector_operand(node)) is not None
+        and reaches_mean(node.input[1 - index], 8)
+    }
+    found |= scaled
+    for node in graph.node:  # x_hat * gamma + beta
+        if node.op_type == "Add" and (index := vector_operand(node)) is not None and node.input[1 - index] in scaled:
+            found.add(node.output[0])
     return found
 
 
