@@ -55,6 +55,7 @@ def test_bench_quick_writes_json_markdown_and_plots(prepared_base, make_st_model
             assert entry["vs_baseline"][figure]["median"] > 0
         assert entry["model_file_mb"] > 0
         assert 0 < entry["share_of_peak"]["long"] < 1
+        assert all(0 < share < 2 for share in entry["share_of_gemm_ceiling"].values())  # tiny model: noisy
         assert entry["quality"]["min_cosine"] >= (0.9999 if entry["precision"] == "fp32" else TINY_INT8_MIN_COSINE)
         assert 0 <= entry["quality"]["top10_agreement"] <= 1
         assert len({r["pid"] for r in entry["rounds"].values()}) == 2
@@ -64,8 +65,12 @@ def test_bench_quick_writes_json_markdown_and_plots(prepared_base, make_st_model
     assert report["backends"]["ours-int8"]["stages_ms"]  # our encoder's per-stage breakdown
     assert {t["target"].split(" ")[0] for t in report["targets"]} >= {"batch-1", "cold"}
 
+    ceiling = report["gemm_ceiling"]
+    assert ceiling["shape"] == [512, 512, 512] and ceiling["int8_gmacs"] > 0 and ceiling["fp32_gmacs"] > 0
+
     markdown = md_file.read_text(encoding="utf-8")
     assert markdown.startswith("# Benchmark: tiny")
+    assert "GEMM ceiling, measured by this run (512x512x512" in markdown
     for name in BACKENDS:
         assert f"| {name} |" in markdown
     assert "## Targets" in markdown and ".png)" in markdown

@@ -119,6 +119,28 @@ def _stages_table(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _ceiling_line(report: Mapping[str, Any]) -> list[str]:
+    """ORT's own GEMM speed measured by this run, and the share of it our INT8 encoder reaches."""
+    ceiling = report.get("gemm_ceiling")
+    if not ceiling:
+        return []
+    m, k, n = ceiling["shape"]
+    line = (
+        f"- ONNX Runtime's GEMM ceiling, measured by this run ({m}x{k}x{n}, {ceiling['threads']} threads): "
+        f"INT8 `MatMulIntegerToFloat` {ceiling['int8_gmacs']:.0f} GMAC/s "
+        f"({ceiling['int8_gmacs'] / report['peak']['int8_gmacs']:.0%} of the INT8 peak), "
+        f"FP32 `MatMul` {ceiling['fp32_gmacs']:.0f} GMAC/s "
+        f"({ceiling['fp32_gmacs'] / report['peak']['fp32_gmacs']:.0%} of the FP32 peak)"
+    )
+    ours = report["backends"].get("ours-int8", {}).get("share_of_gemm_ceiling")
+    if ours:
+        line += (
+            f"; our INT8 encoder reaches {ours['batch1']:.0%} / {ours['short']:.0%} / {ours['long']:.0%} "
+            "of the INT8 one (batch-1 / short / long)"
+        )
+    return [line]
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The result as Markdown: set-up, the main table, spread, targets, stage breakdown, unavailable backends."""
     opts, machine, work, peak = report["options"], report["machine"], report["workload"], report["peak"]
@@ -138,6 +160,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"- files: FP32 `{opts['fp32_file']}`, INT8 `{opts['int8_file']}`; our encoder with cache_size=0",
         f"- share of peak: achieved encoder MAC/s (from config: {report['model_config']}) over "
         f"{peak['int8_gmacs']:g} GMAC/s INT8 / {peak['fp32_gmacs']:g} GMAC/s FP32, {peak['source']}",
+        *_ceiling_line(report),
         f"- took {report['seconds']:.0f} s",
         "",
         "## Results",

@@ -25,6 +25,7 @@ import numpy as np
 from ..cpu import available_cpus, detect_target, int8_file_name
 from ..errors import FastembedAdapterError, InvalidInputError, ModelNotFoundError
 from .backends import BACKENDS, BASELINE, Backend, Kind, Precision, by_name
+from .gemm import gemm_ceiling
 from .stats import encoder_macs, per_run_figures, quality, ratio_summary, spread
 
 __all__ = ["FULL_SIZES", "QUICK_SIZES", "BenchOptions", "run_bench"]
@@ -211,6 +212,8 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         part: _token_counts(options.prepared, getattr(workload, part), True) for part in ("queries", "short", "long")
     }
     started = dt.datetime.now()
+    _say(options, "ONNX Runtime GEMM ceiling")
+    ceiling = gemm_ceiling(threads, (512, 512, 512) if options.quick else (2048, 1024, 1024))
 
     runs: dict[str, dict[int, dict[str, Any]]] = {b.name: {} for b in backends}
     unavailable: dict[str, str] = {}
@@ -241,6 +244,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     figures = {b: {r: per_run_figures(run) for r, run in rs.items()} for b, rs in runs.items()}
     macs = {part: encoder_macs(config, counts) for part, counts in tokens.items()}
     peaks = {Precision.INT8: options.peak_int8_gmacs, Precision.FP32: options.peak_fp32_gmacs}
+    ceilings = {Precision.INT8: ceiling["int8_gmacs"], Precision.FP32: ceiling["fp32_gmacs"]}
     results: dict[str, Any] = {}
     for backend in backends:
         entry: dict[str, Any] = {
@@ -270,6 +274,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             "gmacs": {k: v / 1e9 for k, v in achieved.items()},
             "share_of_peak": {k: v / 1e9 / peak for k, v in achieved.items()},
             "peak_gmacs": peak,
+            "share_of_gemm_ceiling": {k: v / 1e9 / ceilings[backend.precision] for k, v in achieved.items()},
             "stages_ms": {r: run.get("stages_ms", {}) for r, run in runs[backend.name].items()},
             "latency_ms": [x for run in runs[backend.name].values() for x in run["latency_ms"]],
             "rounds": {r: {**f, "pid": runs[backend.name][r]["pid"]} for r, f in rounds.items()},
@@ -285,6 +290,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "machine": _machine(),
         "versions": _versions(),
         "peak": {"int8_gmacs": options.peak_int8_gmacs, "fp32_gmacs": options.peak_fp32_gmacs, "source": PEAK_SOURCE},
+        "gemm_ceiling": ceiling,
         "model_config": {
             k: config.get(k) for k in ("model_type", "num_hidden_layers", "hidden_size", "intermediate_size")
         },
