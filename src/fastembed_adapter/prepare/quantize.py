@@ -142,17 +142,19 @@ def quantize_int8(
     import onnx
 
     from .embeddings import quantize_embedding_tables
+    from .outliers import unfuse_attention
 
     exclude = [] if recipe.keep_fp32 == "none" else _ffn_matmuls(source, recipe.keep_fp32)
     details: dict[str, Any] = {}
-    if recipe.per_token:
-        from .outliers import split_outliers, unfuse_attention
-        from .pertoken import rewrite_per_token
-        from .smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
-
+    if recipe.per_token or recipe.nbits_block is not None:  # graph rewrites here; dynamic works on files
         model = onnx.load(str(source))
         if recipe.split_attention:
             unfuse_attention(model)
+    if recipe.per_token:
+        from .outliers import split_outliers
+        from .pertoken import rewrite_per_token
+        from .smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
+
         if recipe.calibrated:
             if calibration is None:
                 raise ValueError(f"Recipe {recipe.name!r} needs calibration texts.")
@@ -176,7 +178,7 @@ def quantize_int8(
                     exclude += sides
         rewrite_per_token(model, exclude)
     elif recipe.nbits_block is not None:
-        model = _quantize_nbits(source, recipe, exclude)
+        model = _quantize_nbits(model, recipe.nbits_block, exclude)
     else:
         _quantize_dynamic(source, target_path, target, recipe, exclude)
         model = onnx.load(str(target_path))
@@ -200,12 +202,8 @@ def _most_sensitive(model: Any, exclude: list[str], share: float, calibration: C
     return sorted(errors, key=lambda name: errors[name], reverse=True)[:count]
 
 
-def _quantize_nbits(source: Path, recipe: Recipe, exclude: list[str]) -> Any:
+def _quantize_nbits(model: Any, block: int, exclude: list[str]) -> Any:
     import logging
-
-    import onnx
-
-    from .outliers import unfuse_attention
 
     # Importing ORT's quantizer calls logging.basicConfig(level=INFO) on the root logger, which
     # would flood prepare's output (one line per node) and change the caller's logging: undo it.
@@ -217,11 +215,8 @@ def _quantize_nbits(source: Path, recipe: Recipe, exclude: list[str]) -> Any:
     root.handlers[:] = handlers
     logging.getLogger(MatMulNBitsQuantizer.__module__).setLevel(logging.WARNING)
 
-    model = onnx.load(str(source))
-    if recipe.split_attention:
-        unfuse_attention(model)
     quantizer = MatMulNBitsQuantizer(
-        model, bits=8, block_size=recipe.nbits_block, is_symmetric=True, accuracy_level=4, nodes_to_exclude=exclude
+        model, bits=8, block_size=block, is_symmetric=True, accuracy_level=4, nodes_to_exclude=exclude
     )
     quantizer.process()
     return quantizer.model.model

@@ -135,26 +135,31 @@ def norm_outputs(model: onnx.ModelProto) -> set[str]:
             return True
         return node.op_type in _ELEMENTWISE and any(reaches_mean(name, depth - 1) for name in node.input)
 
-    def vector_operand(node: onnx.NodeProto) -> int | None:
-        """Index of the one constant 1-D operand of a binary node, if it has exactly one."""
-        if len(node.input) != 2:
-            return None
-        constant = [i for i, name in enumerate(node.input) if (v := resolve(name)) is not None and v.ndim == 1]
-        others = [name for name in node.input if resolve(name) is None]
-        return constant[0] if len(constant) == 1 and len(others) == 1 else None
-
     scaled = {
         node.output[0]
         for node in graph.node
         if node.op_type == "Mul"
-        and (index := vector_operand(node)) is not None
-        and reaches_mean(node.input[1 - index], 8)
+        and (operand := _vector_operand(node, resolve)) is not None
+        and reaches_mean(node.input[1 - operand[0]], 8)
     }
     found |= scaled
     for node in graph.node:  # x_hat * gamma + beta
-        if node.op_type == "Add" and (index := vector_operand(node)) is not None and node.input[1 - index] in scaled:
+        operand = _vector_operand(node, resolve) if node.op_type == "Add" else None
+        if operand is not None and node.input[1 - operand[0]] in scaled:
             found.add(node.output[0])
     return found
+
+
+def _vector_operand(node: onnx.NodeProto, resolve: Callable[[str], np.ndarray | None]) -> tuple[int, np.ndarray] | None:
+    """(index, value) of a binary node's constant 1-D operand, when the other operand is not constant."""
+    if len(node.input) != 2:
+        return None
+    values = [resolve(name) for name in node.input]
+    constant = [i for i, value in enumerate(values) if value is not None]
+    if len(constant) != 1:
+        return None
+    value = values[constant[0]]
+    return (constant[0], value) if value is not None and value.ndim == 1 else None
 
 
 def calibrate_absmax(
@@ -182,7 +187,7 @@ def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -
     """
     graph = model.graph
     weights = WeightWriter(model)
-    constants = {init.name: init for init in graph.initializer}
+    resolve = _constant_resolver(graph, {init.name: init for init in graph.initializer})
     producers = {out: node for node in graph.node for out in node.output}
     uses: dict[str, int] = defaultdict(int)
     for node in graph.node:
@@ -205,7 +210,7 @@ def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -
             weights.write(node, array * scale[:, None], "fea_sq")
         producer = producers.get(tensor)
         exclusive = uses[tensor] == len(consumers)
-        if exclusive and producer is not None and _fold(graph, producer, tensor, inverse, constants):
+        if exclusive and producer is not None and _fold(graph, producer, tensor, inverse, resolve):
             folded += 1
             continue
         name, smoothed_name = f"{tensor}/fea_sq_inv", f"{tensor}/fea_sq"
@@ -230,21 +235,18 @@ def _fold(
     producer: onnx.NodeProto,
     tensor: str,
     inverse: np.ndarray,
-    constants: dict[str, onnx.TensorProto],
+    resolve: Callable[[str], np.ndarray | None],
 ) -> bool:
     """Divide ``producer``'s per-channel constant parameters by ``s`` (private copies); False if it can't."""
     if producer.output[0] != tensor:
         return False
-    resolve = _constant_resolver(graph, constants)
     if producer.op_type in _AFFINE_PARAMS:
         indices = [i for i in _AFFINE_PARAMS[producer.op_type] if i < len(producer.input) and producer.input[i]]
-    elif producer.op_type == "Mul" and len(producer.input) == 2:
-        indices = [i for i in (0, 1) if resolve(producer.input[i]) is not None]
-        if len(indices) != 1:
-            return False
+        params = [resolve(producer.input[i]) for i in indices]
+    elif producer.op_type == "Mul" and (operand := _vector_operand(producer, resolve)) is not None:
+        indices, params = [operand[0]], [operand[1]]
     else:
         return False
-    params = [resolve(producer.input[i]) for i in indices]
     if not params or any(p is None or p.dtype != np.float32 or p.shape != inverse.shape for p in params):
         return False
     for index, param in zip(indices, params, strict=True):
