@@ -352,16 +352,38 @@ def test_truncated_onnx_fails_manifest_check(prepared_base, copy_folder):
 def test_changed_weight_that_still_loads_fails_manifest_check(prepared_base, copy_folder):
     """A same-size change ONNX Runtime cannot see (one weight byte) is caught by the sha256 check."""
     folder = copy_folder(prepared_base("bert"))
-    path = folder / FP32_FILE
+    path = folder / (FP32_FILE + "_data")  # the weights sit in <file>.onnx_data
     data = bytearray(path.read_bytes())
-    weight = max(onnx.load(str(path)).graph.initializer, key=lambda init: len(init.raw_data)).raw_data
+    weight = max(onnx.load(str(folder / FP32_FILE)).graph.initializer, key=lambda init: len(init.raw_data)).raw_data
     at = data.find(weight) + len(weight) // 2
+    assert 0 <= at < len(data)
     data[at] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(CorruptModelError, match="manifest"):
+    with pytest.raises(CorruptModelError, match="manifest") as info:
         OnnxSentenceEncoder(folder, file_name=FP32_FILE)
+    assert "model.onnx_data" in str(info.value)
     (folder / MANIFEST_NAME).unlink()
     OnnxSentenceEncoder(folder, file_name=FP32_FILE)  # the file itself still loads
+
+
+def test_missing_weights_file_is_named(prepared_base, copy_folder):
+    folder = copy_folder(prepared_base("bert"))
+    (folder / (int8_file() + "_data")).unlink()
+    with pytest.raises(ModelNotFoundError, match=r"_data' is missing: the manifest lists it"):
+        OnnxSentenceEncoder(folder)
+    (folder / MANIFEST_NAME).unlink()  # without the manifest, ONNX Runtime's own complaint, translated
+    with pytest.raises(CorruptModelError, match=r"cannot load .*model_qint8") as info:
+        OnnxSentenceEncoder(folder)
+    assert not isinstance(info.value.__cause__, CorruptModelError)
+
+
+def test_truncated_weights_file_without_manifest_fails_at_load(prepared_base, copy_folder):
+    folder = copy_folder(prepared_base("bert"))
+    (folder / MANIFEST_NAME).unlink()
+    path = folder / (int8_file() + "_data")
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CorruptModelError, match="cannot load"):
+        OnnxSentenceEncoder(folder)
 
 
 def test_garbage_onnx_without_manifest_fails_at_load(prepared_base, copy_folder):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from conftest import (
@@ -27,7 +28,7 @@ from fastembed_adapter import (
     UnsupportedModelError,
     ValidationFailedError,
 )
-from fastembed_adapter.layout import MANIFEST_NAME, file_sha256
+from fastembed_adapter.layout import MANIFEST_NAME, file_sha256, onnx_size
 from fastembed_adapter.prepare import STAGES, PrepareOptions
 
 # ST's own ONNX backend runs the same file through optimum; its session options differ from ours.
@@ -45,7 +46,16 @@ def test_output_folder(prepared_base, arch):
         assert (out / name).is_file(), name
     assert not list(out.rglob("*.safetensors"))
     assert not list(out.rglob("*.bin"))
-    assert sorted(p.name for p in (out / "onnx").iterdir()) == sorted(Path(n).name for n in (FP32_FILE, int8_file()))
+    # each model's weights sit beside it in <file>.onnx_data (ONNX Runtime maps them); nothing else
+    models = [Path(n).name for n in (FP32_FILE, int8_file())]
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == sorted(models + [n + "_data" for n in models])
+    for name in (FP32_FILE, int8_file()):
+        model = onnx.load(str(out / name), load_external_data=False)
+        big = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        assert big and not any(len(t.raw_data) > 1024 for t in model.graph.initializer), name
+        assert onnx_size(out / name) == (out / name).stat().st_size + (out / (name + "_data")).stat().st_size
+        assert (out / (name + "_data")).stat().st_mode & 0o777 == (out / name).stat().st_mode & 0o777
+    assert out.stat().st_mode & 0o777 == (out / "onnx").stat().st_mode & 0o777  # not mkdtemp's 0o700
 
     manifest = read_json(out / MANIFEST_NAME)
     files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - {MANIFEST_NAME}
@@ -112,7 +122,7 @@ def test_quantize_none_and_max_seq_length(make_st_model, tmp_path):
     source = make_st_model(TinySpec("mpnet", "cls", normalize=False))
     out = tmp_path / "fp32-only"
     report = run_prepare(source, out, quantize="none", max_seq_length=9)
-    assert sorted(p.name for p in (out / "onnx").iterdir()) == ["model.onnx"]
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == ["model.onnx", "model.onnx_data"]
     assert report["default_file"] == FP32_FILE and report["target"] is None
     assert report["max_seq_length"] == 9
     ours = OnnxSentenceEncoder(out, threads=1)

@@ -21,18 +21,24 @@ from .errors import CorruptModelError, ModelNotFoundError, UnsupportedModelError
 from .modules import DenseModule, LayerNormModule, NormalizeModule, PostModule
 
 __all__ = [
+    "EXTERNAL_DATA_SUFFIX",
     "MANIFEST_NAME",
     "FileEntry",
     "Manifest",
     "ModelLayout",
     "PoolingConfig",
     "PoolingMode",
+    "external_data_path",
     "file_sha256",
+    "onnx_size",
     "read_json",
     "read_layout",
 ]
 
 MANIFEST_NAME = "fastembed_adapter.json"
+# ``prepare`` stores an ONNX file's weights beside it as ``<file>.onnx_data`` (optimum's and the hub's
+# convention): ONNX Runtime then maps them from disk instead of parsing and copying them.
+EXTERNAL_DATA_SUFFIX = "_data"
 
 
 class PoolingMode(str, Enum):
@@ -78,6 +84,17 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def external_data_path(path: Path) -> Path:
+    """Where ``path``'s weights live when stored outside the protobuf: ``<file>.onnx_data`` beside it."""
+    return path.with_name(path.name + EXTERNAL_DATA_SUFFIX)
+
+
+def onnx_size(path: Path) -> int:
+    """Bytes of an ONNX model on disk: the file plus its external weights file, if any."""
+    data = external_data_path(path)
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
 
 
 @dataclass(frozen=True)
@@ -158,18 +175,26 @@ class Manifest:
         )
 
     def verify(self, root: Path, name: str) -> None:
-        """Check size and sha256 of ``root/name`` against the manifest (files it does not list pass)."""
-        entry = self.files.get(name)
-        if entry is None:
-            return
-        path = root / name
-        size = path.stat().st_size
-        if size != entry.size or file_sha256(path) != entry.sha256:
-            raise CorruptModelError(
-                f"{str(path)!r} does not match the manifest ({size} bytes vs {entry.size} expected, "
-                "or a different sha256): the file is truncated or was changed. Re-run `prepare` "
-                "or re-download the model folder."
-            )
+        """Check size and sha256 of ``root/name`` and of its external weights file against the manifest.
+
+        Files the manifest does not list pass; a listed file that is missing fails.
+        """
+        for path in (root / name, external_data_path(root / name)):
+            entry = self.files.get(path.relative_to(root).as_posix())
+            if entry is None:
+                continue
+            if not path.is_file():
+                raise ModelNotFoundError(
+                    f"{str(path)!r} is missing: the manifest lists it ({entry.size} bytes). "
+                    "Copy the whole model folder, or re-run `prepare`."
+                )
+            size = path.stat().st_size
+            if size != entry.size or file_sha256(path) != entry.sha256:
+                raise CorruptModelError(
+                    f"{str(path)!r} does not match the manifest ({size} bytes vs {entry.size} expected, "
+                    "or a different sha256): the file is truncated or was changed. Re-run `prepare` "
+                    "or re-download the model folder."
+                )
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..cpu import available_cpus, detect_target, int8_file_name
 from ..errors import FastembedAdapterError, InvalidInputError, ModelNotFoundError
+from ..layout import onnx_size
 from .backends import BACKENDS, BASELINE, Backend, Kind, Precision, by_name
 from .gemm import gemm_ceiling
 from .stats import encoder_macs, per_run_figures, quality, ratio_summary, spread
@@ -94,7 +95,7 @@ def _model_file_mb(backend: Backend, options: BenchOptions, int8: str | None) ->
         return None
     file_name = options.fp32_file if backend.precision is Precision.FP32 else int8
     path = options.prepared / file_name if file_name else None
-    return path.stat().st_size / 2**20 if path is not None and path.is_file() else None
+    return onnx_size(path) / 2**20 if path is not None and path.is_file() else None
 
 
 def _spawn(

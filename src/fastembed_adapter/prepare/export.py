@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from ..errors import UnsupportedModelError
+from .writer import save_onnx
 
 __all__ = ["export_fp32", "optimize_fp32"]
 
@@ -63,9 +63,11 @@ def optimize_fp32(source: Path, target: Path, model_type: str) -> dict[str, Any]
 
     Returns the fused-operator counts. Architectures without a fusion family are copied unchanged.
     """
+    import onnx
+
     family = _FUSION_TYPES.get(model_type)
     if family is None:
-        shutil.copyfile(source, target)
+        save_onnx(onnx.load(str(source)), target)
         return {}
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
@@ -77,6 +79,6 @@ def optimize_fp32(source: Path, target: Path, model_type: str) -> dict[str, Any]
     optimized = optimize_model(
         str(source), model_type=family, num_heads=0, hidden_size=0, opt_level=0, optimization_options=options
     )
-    optimized.save_model_to_file(str(target))
+    save_onnx(optimized.model, target)
     stats: dict[str, Any] = optimized.get_fused_operator_statistics()
     return {name: count for name, count in stats.items() if count}

@@ -23,14 +23,14 @@ import numpy as np
 from ..cpu import QuantTarget, available_cpus, detect_target, int8_file_name
 from ..errors import InvalidInputError, ModelNotFoundError, ValidationFailedError
 from ..hub import FP32_FILE, check_repo_id
-from ..layout import MANIFEST_NAME, read_layout
+from ..layout import MANIFEST_NAME, onnx_size, read_layout
 from .bench import quick_benchmark
 from .export import export_fp32, optimize_fp32
 from .quantize import RECIPES, Calibration, Recipe, quantize_int8
 from .report import write_reports
 from .texts import calibration_texts, load_texts, validation_texts
 from .validate import Quality, QualityTarget, compare
-from .writer import WEIGHT_SUFFIXES, check_output, file_table, staging, write_json
+from .writer import WEIGHT_SUFFIXES, check_output, file_table, remove_onnx, staging, write_json
 
 __all__ = ["STAGES", "PrepareOptions", "prepare_model"]
 
@@ -242,7 +242,7 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
                 "versions": _versions(),
                 "machine": {"cpus": available_cpus(), "isa": getattr(detect_target(), "value", None)},
             }
-            report["sizes"] = {name: (out / name).stat().st_size for name in files}
+            report["sizes"] = {name: onnx_size(out / name) for name in files}
             write_reports(out, report)
             manifest = {
                 "schema_version": 1,
@@ -309,14 +309,14 @@ def _search_recipes(
             {
                 "recipe": recipe.name,
                 **row,
-                "size_bytes": (out / int8_name).stat().st_size,
+                "size_bytes": onnx_size(out / int8_name),
                 "result": "pass" if row["passed"] else "; ".join(row["failures"]),
                 **details,
             }
         )
         if row["passed"]:
             return recipe.name, row
-    (out / int8_name).unlink(missing_ok=True)
+    remove_onnx(out / int8_name)
     return None
 
 

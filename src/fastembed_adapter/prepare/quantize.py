@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cpu import QuantTarget
+from .writer import save_onnx
 
 __all__ = ["RECIPES", "Recipe", "quantize_int8"]
 
@@ -183,7 +184,7 @@ def quantize_int8(
         _quantize_dynamic(source, target_path, target, recipe, exclude)
         model = onnx.load(str(target_path))
     quantize_embedding_tables(model)
-    onnx.save(model, str(target_path))
+    save_onnx(model, target_path)
     return {**details, "fp32_matmuls": [name for name in exclude if "fea_outliers" not in name]}
 
 

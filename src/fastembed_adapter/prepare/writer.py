@@ -9,12 +9,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OutputExistsError
-from ..layout import MANIFEST_NAME, file_sha256
+from ..layout import MANIFEST_NAME, external_data_path, file_sha256
 
-__all__ = ["check_output", "file_table", "staging", "write_json"]
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["check_output", "file_table", "remove_onnx", "save_onnx", "staging", "write_json"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack", ".ckpt")
 
@@ -28,6 +31,45 @@ def check_output(output: Path, force: bool) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Write pretty, key-sorted JSON with a trailing newline."""
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def save_onnx(model: onnx.ModelProto, path: Path) -> None:
+    """Save ``model`` to ``path`` with its weights in ``<file>.onnx_data`` beside it.
+
+    ONNX Runtime maps that file instead of parsing and copying the weights out of the protobuf:
+    all-mpnet-base-v2 INT8 builds its session in ~0.13 s instead of ~0.26 s, with ~80 MB less RSS.
+    Tensors under 1 KiB stay inline. ``model`` gives up its weight bytes to the file (onnx clears them).
+    """
+    import onnx
+
+    domains = {node.domain for node in model.graph.node} - {"", "ai.onnx"}
+    declared = {entry.domain for entry in model.opset_import}
+    # ORT's fusions add com.microsoft nodes without declaring the domain (its own save adds it)
+    model.opset_import.extend(onnx.helper.make_opsetid(domain, 1) for domain in sorted(domains - declared))
+    data = external_data_path(path)
+    data.unlink(missing_ok=True)  # onnx appends to an existing data file
+    onnx.save(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=1024,
+    )
+    os.chmod(data, 0o666 & ~_umask())  # onnx creates it owner-only; readable like the .onnx beside it
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_onnx(path: Path) -> None:
+    """Delete an ONNX file and its external weights file, if present."""
+    path.unlink(missing_ok=True)
+    external_data_path(path).unlink(missing_ok=True)
 
 
 def file_table(folder: Path) -> dict[str, dict[str, Any]]:
@@ -52,6 +94,7 @@ def staging(output: Path, force: bool) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     check_output(output, force)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it owner-only; publish it like a plain mkdir
     if output.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
         os.replace(output, old / output.name)
