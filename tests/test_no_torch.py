@@ -48,3 +48,17 @@ def test_the_probe_sees_a_heavy_import(tiny_model):
     """Guard against a vacuous check: the same probe reports a heavy module when one was imported."""
     _, folder = tiny_model(TinySpec("mpnet", "cls", normalize=False))
     assert _probe(folder, "import onnx\n")["heavy"] == ["onnx"]
+
+
+def test_prometheus_client_is_imported_beside_the_session_build_not_at_import(tiny_model):
+    """Cold start: ``import fastembed_adapter`` leaves prometheus_client to the encoder's constructor,
+    which imports it while ONNX Runtime builds the session in a worker thread."""
+    _, folder = tiny_model(TinySpec("mpnet", "cls", normalize=False))
+    script = (
+        "import sys, fastembed_adapter\n"
+        "print('prometheus_client' in sys.modules)\n"
+        "fastembed_adapter.OnnxSentenceEncoder(sys.argv[1], threads=1)\n"
+        "print('prometheus_client' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True"]

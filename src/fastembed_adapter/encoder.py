@@ -13,7 +13,7 @@ import numpy as np
 
 from .cache import CacheInfo, EmbeddingCache
 from .cpu import QuantTarget, detect_target
-from .errors import CorruptModelError, InvalidInputError
+from .errors import InvalidInputError
 from .hub import resolve_model
 from .layout import ModelLayout, read_layout
 from .metrics import EncoderMetrics
@@ -120,16 +120,20 @@ class OnnxSentenceEncoder:
         self.model_path = root
         self.file_name = chosen
         self._warn_on_isa_mismatch()
-        # The manifest's sha256 check (75 ms for a 111 MB file) runs beside the session build,
-        # which releases the GIL; a mismatch explains a failed load better than ONNX Runtime does.
+        # Cold start: the session build (which releases the GIL) and the manifest's sha256 check run in
+        # worker threads while this one loads the tokenizer and the metrics (and imports
+        # prometheus_client). A manifest mismatch explains a failed load better than ONNX Runtime does.
         manifest = self.layout.manifest
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fea-verify") as pool:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fea-load") as pool:
+            session = pool.submit(OnnxSession, root / chosen, threads, spinning)
             check = pool.submit(manifest.verify, root, chosen) if manifest is not None else None
             try:
                 self.tokenizer = TextTokenizer(root, self.layout.max_seq_length, self.layout.do_lower_case)
-                self.session = OnnxSession(root / chosen, threads, spinning)
-            except CorruptModelError:
-                if check is not None:
+                self.metrics = EncoderMetrics(model_name or root.name, registry, enabled=metrics)
+                self.session = session.result()
+            except BaseException:
+                session.cancel()
+                if check is not None and not check.cancel():
                     check.result()
                 raise
             if check is not None:
@@ -145,7 +149,6 @@ class OnnxSentenceEncoder:
         self.similarity_fn_name = similarity_fn_name or self.layout.similarity_fn_name or "cosine"
         self._prompt_lengths: dict[str, int] = {}
         self._cache = EmbeddingCache(cache_size, cache_max_bytes)
-        self.metrics = EncoderMetrics(model_name or root.name, registry, enabled=metrics)
 
     def _merge_prompts(self, given: Mapping[str, str] | None) -> dict[str, str]:
         """Like ST: ``query``/``document`` always exist; the config fills names the caller left unset."""

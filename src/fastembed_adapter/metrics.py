@@ -13,8 +13,10 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+if TYPE_CHECKING:  # imported when the first collectors are made: the encoder does it beside its session build
+    from prometheus_client import CollectorRegistry, Counter, Histogram
 
 __all__ = ["PREFIX", "EncoderMetrics", "start_metrics_server"]
 
@@ -62,6 +64,8 @@ _LOCK = threading.Lock()
 
 
 def _collectors(registry: CollectorRegistry) -> _Collectors:
+    from prometheus_client import Counter, Histogram
+
     with _LOCK:
         found = _BY_REGISTRY.get(registry)
         if found is None:
@@ -114,7 +118,7 @@ class EncoderMetrics:
     def __init__(self, model: str, registry: CollectorRegistry | None = None, enabled: bool = True) -> None:
         """Attach to ``registry`` (default: prometheus_client's global one)."""
         self.model = model
-        self._c = _collectors(registry if registry is not None else REGISTRY) if enabled else None
+        self._c = _collectors(registry if registry is not None else _default_registry()) if enabled else None
         # The per-call histograms' labelled children, looked up once: labels() takes a lock and a
         # dict lookup, a measurable share of a 2 ms encode() that records seven observations.
         self._observe = (
@@ -174,4 +178,12 @@ class EncoderMetrics:
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0", registry: CollectorRegistry | None = None) -> None:
     """Serve ``/metrics`` on ``addr:port`` from a daemon thread (for scripts without ``serve``)."""
-    start_http_server(port, addr=addr, registry=registry if registry is not None else REGISTRY)
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=addr, registry=registry if registry is not None else _default_registry())
+
+
+def _default_registry() -> CollectorRegistry:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY
