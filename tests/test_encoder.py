@@ -176,6 +176,43 @@ def test_output_value_none(pair):
         np.testing.assert_array_equal(row["input_ids"], ref_row["input_ids"].numpy())
 
 
+def test_output_value_none_keeps_st_batches(pair):
+    """Rows of output_value=None carry the padded batch inputs: same batches as ST, same widths."""
+    st, ours = pair(TinySpec("bert"))
+    ref, got = st.encode(TEXTS, output_value=None, batch_size=3), ours.encode(TEXTS, output_value=None, batch_size=3)
+    for row, ref_row in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(row["input_ids"], ref_row["input_ids"].numpy())
+        assert_close_fp32(np.asarray(row["sentence_embedding"]), ref_row["sentence_embedding"].numpy())
+
+
+def _padded_tokens(counts: list[int], batch_size: int) -> int:
+    batches = [counts[i : i + batch_size] for i in range(0, len(counts), batch_size)]
+    return sum(max(batch) * len(batch) for batch in batches)
+
+
+def test_batches_are_cut_by_token_count(pair, monkeypatch):
+    """Texts go longest first in characters (ST's order), then each window is regrouped by token count."""
+    st, ours = pair(TinySpec("bert"))
+    texts = [*TEXTS, "! ? ! ? ! ? ! ?", "!?!?!?!?!?!?", "internationalization", "x y z w v u"]
+    counts = [len(enc.ids) for enc in ours.tokenizer.tokenize(texts)]
+    by_chars = [counts[i] for i in np.argsort([-len(t) for t in texts])]
+    best = _padded_tokens(sorted(counts, reverse=True), 3)
+    assert _padded_tokens(by_chars, 3) > best, "the texts must order differently by characters and by tokens"
+    widths: list[tuple[int, int]] = []
+    run = ours.session.run
+    monkeypatch.setattr(ours.session, "run", lambda f: widths.append(f["input_ids"].shape) or run(f))
+    got = ours.encode(texts, batch_size=3)
+    assert sum(rows * width for rows, width in widths) == best
+    assert_close_fp32(got, st.encode(texts, batch_size=3))
+
+
+def test_progress_bar_counts_batches(pair, capsys):
+    _, ours = pair(TinySpec("bert"))
+    ours.encode(TEXTS, batch_size=3, show_progress_bar=True)
+    err = capsys.readouterr().err
+    assert "Batches" in err and "4/4" in err
+
+
 @pytest.mark.parametrize("spec", BASE_SPECS, ids=lambda s: s.name)
 @pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
 def test_precision(pair, spec, precision):

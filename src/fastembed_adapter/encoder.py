@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["OnnxSentenceEncoder"]
 
 logger = logging.getLogger(__name__)
+# Batches tokenized per call of the Rust tokenizer: enough to regroup them by token count (metrics.py says 16).
+_WINDOW_BATCHES = 16
 _OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 
 
@@ -133,8 +135,8 @@ class OnnxSentenceEncoder:
                 self.session = session.result()
             except BaseException:
                 session.cancel()
-                if check is not None and not check.cancel():
-                    check.result()
+                if check is not None:
+                    check.result()  # a manifest mismatch names the damaged file: raise that first
                 raise
             if check is not None:
                 check.result()
@@ -256,13 +258,9 @@ class OnnxSentenceEncoder:
             return self.prompts.get(self.default_prompt_name)
         return None
 
-    def _forward(self, texts: list[str], prompt: str | None) -> dict[str, np.ndarray]:
-        """Tokenize, run and pool one batch; returns ST-style features (numpy)."""
-        if prompt:
-            texts = [prompt + text for text in texts]
-        with self.metrics.time("tokenize"):
-            features = self.tokenizer.encode(texts)
-        self.metrics.batch(len(texts), int(features["input_ids"].size))
+    def _forward(self, features: dict[str, np.ndarray], prompt: str | None) -> dict[str, np.ndarray]:
+        """Run and pool one padded batch; returns ST-style features (numpy)."""
+        self.metrics.batch(len(features["input_ids"]), int(features["input_ids"].size))
         with self.metrics.time("inference"):
             tokens = self.session.run(features)
         with self.metrics.time("pooling"):
@@ -376,18 +374,41 @@ class OnnxSentenceEncoder:
     def _run(
         self, texts: list[str], prompt: str | None, batch_size: int, progress: bool, output_value: str | None
     ) -> list[Any]:
-        """Encode in batches of similar length (longest first, like ST) and return per-text outputs in order."""
+        """Encode in batches of similar length and return per-text outputs in the input order.
+
+        Texts go longest first in characters, like ST, and are tokenized a window of
+        ``_WINDOW_BATCHES`` batches at a time. Within a window the batches are then cut by token
+        count, not characters: on short sentences that pads ~1 % of tokens instead of ~13 %. The
+        vectors do not depend on the grouping (each row is computed on its own); only
+        ``output_value=None``, whose rows carry the padded batch inputs, keeps ST's exact batches.
+        """
         order = np.argsort([-len(text) for text in texts])
-        starts: Any = range(0, len(texts), batch_size)
+        if prompt:
+            texts = [prompt + text for text in texts]
+        bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="Batches")
-        rows: list[Any] = []
-        for start in starts:
-            batch = [texts[i] for i in order[start : start + batch_size]]
-            rows.extend(self._split(self._forward(batch, prompt), output_value))
-        return [rows[i] for i in np.argsort(order)]
+            bar = tqdm(total=-(-len(texts) // batch_size), desc="Batches")
+        rows: list[Any] = [None] * len(texts)
+        window = batch_size * _WINDOW_BATCHES
+        for start in range(0, len(texts), window):
+            picked = order[start : start + window]
+            with self.metrics.time("tokenize"):
+                encodings = self.tokenizer.tokenize([texts[i] for i in picked])
+                if output_value is not None:
+                    by_tokens = np.argsort([-len(enc.ids) for enc in encodings], kind="stable")
+                    picked, encodings = picked[by_tokens], [encodings[i] for i in by_tokens]
+                batches = [self.tokenizer.pad(encodings[i : i + batch_size]) for i in range(0, len(picked), batch_size)]
+            for first, features in zip(range(0, len(picked), batch_size), batches, strict=True):
+                outputs = self._split(self._forward(features, prompt), output_value)
+                for index, output in zip(picked[first : first + batch_size], outputs, strict=True):
+                    rows[index] = output
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        return rows
 
     @staticmethod
     def _split(features: dict[str, np.ndarray], output_value: str | None) -> list[Any]:

@@ -22,6 +22,13 @@ __all__ = ["PREFIX", "EncoderMetrics", "start_metrics_server"]
 
 PREFIX = "fastembed_adapter"
 STAGES = ("tokenize", "inference", "pooling", "encode")
+# What one observation of each stage covers (the encoder tokenizes a window of batches at a time).
+_PER = {
+    "tokenize": "per window of up to 16 batches (tokenizing and padding)",
+    "inference": "per ONNX Runtime batch",
+    "pooling": "per ONNX Runtime batch",
+    "encode": "per encode() call",
+}
 # 10 µs .. ~10 s, roughly x2.5 per bucket: a cache hit is tens of µs, a long batch seconds.
 DURATION_BUCKETS = (
     1e-5,
@@ -74,7 +81,7 @@ def _collectors(registry: CollectorRegistry) -> _Collectors:
                 stage_seconds={
                     stage: Histogram(
                         f"{PREFIX}_{stage}_seconds",
-                        f"Time spent in the {stage} stage, per call",
+                        f"Time spent in the {stage} stage, {_PER[stage]}",
                         labels,
                         registry=registry,
                         buckets=DURATION_BUCKETS,

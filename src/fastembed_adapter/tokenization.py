@@ -9,11 +9,12 @@ token) before ``encode_batch``. We configure the same backend from ``tokenizer.j
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer, normalizers
+from tokenizers import Encoding, Tokenizer, normalizers
 
 from .errors import CorruptModelError, InvalidInputError, ModelNotFoundError
 from .layout import read_json
@@ -91,7 +92,15 @@ class TextTokenizer:
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         """Tokenize a batch, padded to its longest text: int64 ``input_ids``, ``attention_mask``, ``token_type_ids``."""
-        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=True)
+        return self.pad(self.tokenize(texts))
+
+    def tokenize(self, texts: list[str]) -> list[Encoding]:
+        """Tokenize (with special tokens, truncated) without padding; offsets are not computed."""
+        encodings: list[Encoding] = self.tokenizer.encode_batch_fast(texts, add_special_tokens=True)
+        return encodings
+
+    def pad(self, encodings: Sequence[Encoding]) -> dict[str, np.ndarray]:
+        """Stack encodings into int64 arrays padded to the longest, on the tokenizer's padding side."""
         width = max((len(enc.ids) for enc in encodings), default=0)
         batch = len(encodings)
         input_ids = np.full((batch, width), self.pad_id, dtype=np.int64)
