@@ -10,12 +10,13 @@ import sys
 import numpy as np
 import onnx
 import pytest
+from onnx import helper
 
 from conftest import FP32_FILE, FP32_MAX_ABS, TEXTS, TINY_INT8_MIN_COSINE, cosines
 from fastembed_adapter import OnnxSentenceEncoder
 from fastembed_adapter.cpu import detect_target
 from fastembed_adapter.prepare.embeddings import quantize_embedding_tables
-from fastembed_adapter.prepare.outliers import split_outliers, unfuse_attention
+from fastembed_adapter.prepare.outliers import mask_free_when_unpadded, split_outliers, unfuse_attention
 from fastembed_adapter.prepare.pertoken import rewrite_per_token
 from fastembed_adapter.prepare.quantize import RECIPES, Calibration, Recipe, quantize_int8
 from fastembed_adapter.prepare.sensitivity import node_errors
@@ -70,6 +71,32 @@ def test_outlier_split_and_unfused_attention_are_exact_in_fp32(work, arch):
     np.testing.assert_allclose(_encode(folder, "onnx/model_split.onnx"), _encode(folder, FP32_FILE), atol=FP32_MAX_ABS)
 
 
+def test_mask_free_attention_when_the_batch_has_no_padding(work):
+    """Unpadded batches take MultiHeadAttention without its mask (ORT's flash kernel); both paths are exact."""
+    folder = work("bert")
+    model = onnx.load(str(folder / FP32_FILE))
+    assert unfuse_attention(model) == 2
+    assert mask_free_when_unpadded(model) == 2
+    ifs = [node for node in model.graph.node if node.op_type == "If"]
+    branches = {a.name: [len(n.input) for n in a.g.node] for node in ifs for a in node.attribute}
+    assert len(ifs) == 2 and branches == {"then_branch": [4], "else_branch": [5]}
+    onnx.checker.check_model(model)
+    onnx.save(model, str(folder / "onnx" / "model_maskfree.onnx"))
+    encoder = OnnxSentenceEncoder(folder, file_name="onnx/model_maskfree.onnx", threads=1, cache_size=0, metrics=False)
+    reference = _encode(folder, FP32_FILE)
+    np.testing.assert_allclose(encoder.encode(TEXTS), reference, atol=FP32_MAX_ABS)  # padded: the masked branch
+    alone = np.stack([encoder.encode(text) for text in TEXTS])  # one text, no padding: the mask-free branch
+    np.testing.assert_allclose(alone, reference, atol=FP32_MAX_ABS)
+
+
+def test_mask_free_attention_needs_an_attention_mask_input():
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 4])
+    mha = helper.make_node("MultiHeadAttention", ["x", "x", "x", "b", "m"], ["y"], domain="com.microsoft", num_heads=1)
+    graph = helper.make_graph([mha], "g", [x], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    model = helper.make_model(graph)
+    assert mask_free_when_unpadded(model) == 0 and [n.op_type for n in model.graph.node] == ["MultiHeadAttention"]
+
+
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])
 def test_int8_vocabulary_table(work, arch):
     folder = work(arch)
@@ -106,7 +133,10 @@ def test_every_recipe_gives_a_close_int8_file(work, arch, recipe):
         if n.op_type == "MatMul" and n.input[1] in constants and "fea_outliers" not in n.name  # FP32 side paths
     ]
     if RECIPES[recipe].split_attention:
-        assert "Attention" not in ops and ("MultiHeadAttention" in ops or arch != "bert")
+        # MultiHeadAttention sits in both branches of an If (mask-free when the batch has no padding)
+        ifs = [node for node in model.graph.node if node.op_type == "If"]
+        inner = [branch_node.op_type for node in ifs for a in node.attribute for branch_node in a.g.node]
+        assert "Attention" not in ops and (inner == ["MultiHeadAttention"] * 4 or arch != "bert")
     if RECIPES[recipe].per_token:
         # one activation quantization per input tensor: Q, K and V (mpnet) share theirs
         assert ops.count("MatMulIntegerToFloat") > 0

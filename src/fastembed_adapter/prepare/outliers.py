@@ -23,9 +23,52 @@ from onnx import helper, numpy_helper
 
 from .smoothquant import WeightWriter, constant_matmul_inputs
 
-__all__ = ["split_outliers", "unfuse_attention"]
+__all__ = ["mask_free_when_unpadded", "split_outliers", "unfuse_attention"]
 
 _MS_DOMAIN = "com.microsoft"
+
+
+def mask_free_when_unpadded(model: onnx.ModelProto) -> int:
+    """Give each masked ``MultiHeadAttention`` a mask-free twin for batches without padding; return the count.
+
+    ONNX Runtime's CPU ``MultiHeadAttention`` takes its flash-attention kernel only when no key
+    padding mask is given; with one it runs the classic path, which measured 1.35x slower on a
+    32 x 256 batch and 2x on 32 x 20 (MiniLM's heads). A batch whose ``attention_mask`` is all ones
+    needs no mask, so each such node becomes ``If(min(attention_mask) != 0, MHA(q, k, v, b),
+    MHA(q, k, v, b, mask))``: the same result (within float rounding), chosen per run at ~1 µs a
+    layer. Applied last, after every pass that scans top-level node inputs. Graphs without an
+    ``attention_mask`` input are left alone.
+    """
+    graph = model.graph
+    if "attention_mask" not in {value.name for value in graph.input}:
+        return 0
+    cond = "fea_unpadded/no_padding"
+    nodes: list[onnx.NodeProto] = []
+    count = 0
+    for node in graph.node:
+        if not (node.op_type == "MultiHeadAttention" and node.domain == _MS_DOMAIN and len(node.input) == 5):
+            nodes.append(node)
+            continue
+        if count == 0:
+            nodes += [
+                helper.make_node("ReduceMin", ["attention_mask"], ["fea_unpadded/min"], keepdims=0),
+                helper.make_node("Cast", ["fea_unpadded/min"], [cond], to=onnx.TensorProto.BOOL),
+            ]
+        name, out = node.name or node.output[0], node.output[0]
+        branches = {}
+        for branch, inputs in (("then", node.input[:4]), ("else", node.input)):
+            inner = onnx.NodeProto()
+            inner.CopyFrom(node)
+            del inner.input[:]
+            inner.input.extend(inputs)
+            inner.output[0], inner.name = f"{out}/fea_{branch}", f"{name}/fea_{branch}"
+            result = helper.make_tensor_value_info(inner.output[0], onnx.TensorProto.FLOAT, None)
+            branches[f"{branch}_branch"] = helper.make_graph([inner], f"{name}/fea_{branch}", [], [result])
+        nodes.append(helper.make_node("If", [cond], [out], name=f"{name}/fea_If", **branches))
+        count += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return count
 
 
 def unfuse_attention(model: onnx.ModelProto) -> int:

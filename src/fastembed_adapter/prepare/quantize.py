@@ -143,7 +143,7 @@ def quantize_int8(
     import onnx
 
     from .embeddings import quantize_embedding_tables
-    from .outliers import unfuse_attention
+    from .outliers import mask_free_when_unpadded, unfuse_attention
 
     exclude = [] if recipe.keep_fp32 == "none" else _ffn_matmuls(source, recipe.keep_fp32)
     details: dict[str, Any] = {}
@@ -184,6 +184,8 @@ def quantize_int8(
         _quantize_dynamic(source, target_path, target, recipe, exclude)
         model = onnx.load(str(target_path))
     quantize_embedding_tables(model)
+    if recipe.split_attention:
+        details["mask_free_attention"] = mask_free_when_unpadded(model)
     save_onnx(model, target_path)
     return {**details, "fp32_matmuls": [name for name in exclude if "fea_outliers" not in name]}
 
