@@ -251,3 +251,41 @@ def test_a_recipe_that_raises_is_reported_and_the_search_goes_on(make_st_model, 
     # a forced recipe that raises is an error of the whole command
     with pytest.raises(RuntimeError, match="simulated"):
         run_prepare(make_st_model(TinySpec(arch="bert")), tmp_path / "forced", recipe="dynamic")
+
+
+def test_residual_add_and_layernorm_stay_apart(prepared_base, tmp_path):
+    """ORT's CPU SkipLayerNormalization is 5-7x slower than Add + LayerNormalization: the prepared
+    files keep them apart, and sessions built like the encoder's do not fuse them back."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fastembed_adapter.session import DISABLED_OPTIMIZERS
+
+    out = prepared_base("bert")
+    for name in (FP32_FILE, int8_file()):
+        ops = [node.op_type for node in onnx.load(str(out / name), load_external_data=False).graph.node]
+        assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops, name
+
+    shape = ["batch", "sequence", 8]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["x", "residual"], ["sum"]),
+            helper.make_node("LayerNormalization", ["sum", "gamma", "beta"], ["y"], axis=-1),
+        ],
+        "residual_norm",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("x", "residual")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(np.full(8, v, np.float32), n) for n, v in (("gamma", 1.0), ("beta", 0.0))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+
+    def optimized_ops(disabled: list[str]) -> list[str]:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        providers = ["CPUExecutionProvider"]
+        ort.InferenceSession(model.SerializeToString(), options, providers=providers, disabled_optimizers=disabled)
+        return [node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+
+    assert optimized_ops([]) == ["SkipLayerNormalization"]  # what ORT does on its own
+    assert optimized_ops(DISABLED_OPTIMIZERS) == ["Add", "LayerNormalization"]
