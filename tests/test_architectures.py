@@ -128,6 +128,12 @@ def test_decoder_last_token_left_padding(prepared, st_models, arch, spec_kwargs)
     texts = [*TEXTS, LONG, ""]
     assert_close_fp32(ours.encode(texts, batch_size=4), st.encode(texts, batch_size=4))
     assert_close_fp32(ours.encode_query(texts), st.encode_query(texts))
+    # left padding shows in token embeddings (leading pad rows): ST's exact batches are kept
+    got = ours.encode(texts, batch_size=4, output_value="token_embeddings")
+    ref = st.encode(texts, batch_size=4, output_value="token_embeddings")
+    assert [len(row) for row in got] == [len(row) for row in ref]
+    for row, ref_row in zip(got, ref, strict=True):
+        assert_close_fp32(np.asarray(row), ref_row.numpy())
     int8 = OnnxSentenceEncoder(out, file_name=int8_file(), threads=1, cache_size=0).encode(texts)
     assert cosines(int8, st.encode(texts)).min() >= TINY_INT8_MIN_COSINE
 

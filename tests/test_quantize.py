@@ -89,10 +89,17 @@ def test_mask_free_attention_when_the_batch_has_no_padding(work):
     np.testing.assert_allclose(alone, reference, atol=FP32_MAX_ABS)
 
 
-def test_mask_free_attention_needs_an_attention_mask_input():
-    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 4])
-    mha = helper.make_node("MultiHeadAttention", ["x", "x", "x", "b", "m"], ["y"], domain="com.microsoft", num_heads=1)
-    graph = helper.make_graph([mha], "g", [x], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+@pytest.mark.parametrize(
+    ("inputs", "name"),
+    [(["x"], "a/fea_unfused/MultiHeadAttention"), (["x", "attention_mask"], "MultiHeadAttention_0")],
+    ids=["no-attention_mask-input", "not-made-by-unfuse_attention"],
+)
+def test_mask_free_attention_leaves_other_graphs_alone(inputs, name):
+    values = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [1, 2, 4]) for n in inputs]
+    mha = helper.make_node(
+        "MultiHeadAttention", ["x", "x", "x", "b", "m"], ["y"], domain="com.microsoft", num_heads=1, name=name
+    )
+    graph = helper.make_graph([mha], "g", values, [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
     model = helper.make_model(graph)
     assert mask_free_when_unpadded(model) == 0 and [n.op_type for n in model.graph.node] == ["MultiHeadAttention"]
 

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["OnnxSentenceEncoder"]
 
 logger = logging.getLogger(__name__)
-# Batches tokenized per call of the Rust tokenizer: enough to regroup them by token count (metrics.py says 16).
+# Batches tokenized per call of the Rust tokenizer, enough to regroup them by token count; the texts
+# cap bounds the padded arrays held at once (2,048 x 512 tokens x 3 int64 arrays = 25 MB).
 _WINDOW_BATCHES = 16
+_WINDOW_TEXTS = 2048
 _OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 
 
@@ -117,6 +119,7 @@ class OnnxSentenceEncoder:
                 f"model_name_or_path must be a folder path or hub id, got {type(model_name_or_path).__name__}."
             )
         _positive_int("truncate_dim", truncate_dim, allow_none=True)
+        _positive_int("threads", threads, allow_none=True)
         root, chosen = resolve_model(model_name_or_path, file_name, revision)
         self.layout: ModelLayout = read_layout(root)
         self.model_path = root
@@ -133,8 +136,7 @@ class OnnxSentenceEncoder:
                 self.tokenizer = TextTokenizer(root, self.layout.max_seq_length, self.layout.do_lower_case)
                 self.metrics = EncoderMetrics(model_name or root.name, registry, enabled=metrics)
                 self.session = session.result()
-            except BaseException:
-                session.cancel()
+            except Exception:
                 if check is not None:
                     check.result()  # a manifest mismatch names the damaged file: raise that first
                 raise
@@ -376,38 +378,45 @@ class OnnxSentenceEncoder:
     ) -> list[Any]:
         """Encode in batches of similar length and return per-text outputs in the input order.
 
-        Texts go longest first in characters, like ST, and are tokenized a window of
-        ``_WINDOW_BATCHES`` batches at a time. Within a window the batches are then cut by token
-        count, not characters: on short sentences that pads ~1 % of tokens instead of ~13 %. The
-        vectors do not depend on the grouping (each row is computed on its own); only
-        ``output_value=None``, whose rows carry the padded batch inputs, keeps ST's exact batches.
+        Texts go longest first in characters, like ST, and are tokenized a window of up to
+        ``_WINDOW_BATCHES`` batches (at most ``_WINDOW_TEXTS`` texts) at a time. Within a window the
+        batches are then cut by token count, not characters: on short sentences that pads ~1 % of
+        tokens instead of ~13 %. A right-padded row's vector and token embeddings do not depend on
+        its batch (FP32 and the per-token/blocked INT8 recipes compute each row on its own; only
+        per-tensor ``dynamic`` INT8 shifts slightly with the batch). ST's exact batches are kept
+        where the batch shows in the result: ``output_value=None`` (rows carry the padded inputs)
+        and left-padding tokenizers (decoder positions count the padding).
         """
         order = np.argsort([-len(text) for text in texts])
         if prompt:
             texts = [prompt + text for text in texts]
+        regroup = output_value is not None and self.tokenizer.padding_side == "right"
+        window = batch_size * max(1, min(_WINDOW_BATCHES, _WINDOW_TEXTS // batch_size))
+        rows: list[Any] = [None] * len(texts)
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=-(-len(texts) // batch_size), desc="Batches")
-        rows: list[Any] = [None] * len(texts)
-        window = batch_size * _WINDOW_BATCHES
-        for start in range(0, len(texts), window):
-            picked = order[start : start + window]
-            with self.metrics.time("tokenize"):
-                encodings = self.tokenizer.tokenize([texts[i] for i in picked])
-                if output_value is not None:
-                    by_tokens = np.argsort([-len(enc.ids) for enc in encodings], kind="stable")
-                    picked, encodings = picked[by_tokens], [encodings[i] for i in by_tokens]
-                batches = [self.tokenizer.pad(encodings[i : i + batch_size]) for i in range(0, len(picked), batch_size)]
-            for first, features in zip(range(0, len(picked), batch_size), batches, strict=True):
-                outputs = self._split(self._forward(features, prompt), output_value)
-                for index, output in zip(picked[first : first + batch_size], outputs, strict=True):
-                    rows[index] = output
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
+        try:
+            for start in range(0, len(texts), window):
+                picked = order[start : start + window]
+                with self.metrics.time("tokenize"):
+                    encodings = self.tokenizer.tokenize([texts[i] for i in picked])
+                    if regroup:
+                        by_tokens = np.argsort([-len(enc.ids) for enc in encodings], kind="stable")
+                        picked, encodings = picked[by_tokens], [encodings[i] for i in by_tokens]
+                    firsts = range(0, len(picked), batch_size)
+                    batches = [self.tokenizer.pad(encodings[first : first + batch_size]) for first in firsts]
+                for first, features in zip(firsts, batches, strict=True):
+                    outputs = self._split(self._forward(features, prompt), output_value)
+                    for index, output in zip(picked[first : first + batch_size], outputs, strict=True):
+                        rows[index] = output
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
         return rows
 
     @staticmethod

@@ -24,7 +24,7 @@ PREFIX = "fastembed_adapter"
 STAGES = ("tokenize", "inference", "pooling", "encode")
 # What one observation of each stage covers (the encoder tokenizes a window of batches at a time).
 _PER = {
-    "tokenize": "per window of up to 16 batches (tokenizing and padding)",
+    "tokenize": "per window of batches tokenized together (tokenizing and padding)",
     "inference": "per ONNX Runtime batch",
     "pooling": "per ONNX Runtime batch",
     "encode": "per encode() call",

@@ -36,8 +36,11 @@ def mask_free_when_unpadded(model: onnx.ModelProto) -> int:
     32 x 256 batch and 2x on 32 x 20 (MiniLM's heads). A batch whose ``attention_mask`` is all ones
     needs no mask, so each such node becomes ``If(min(attention_mask) != 0, MHA(q, k, v, b),
     MHA(q, k, v, b, mask))``: the same result (within float rounding), chosen per run at ~1 µs a
-    layer. Applied last, after every pass that scans top-level node inputs. Graphs without an
-    ``attention_mask`` input are left alone.
+    layer. Applied last, after every pass that scans top-level node inputs. Only the nodes
+    ``unfuse_attention`` made are wrapped: their mask is the key padding mask ORT's BERT fusion
+    derives from ``attention_mask``. Graphs without an ``attention_mask`` input are left alone.
+    (The condition needs a non-empty ``attention_mask``: BERT-family tokenizers always add
+    special tokens, and ``encode()`` never runs an empty batch.)
     """
     graph = model.graph
     if "attention_mask" not in {value.name for value in graph.input}:
@@ -46,7 +49,8 @@ def mask_free_when_unpadded(model: onnx.ModelProto) -> int:
     nodes: list[onnx.NodeProto] = []
     count = 0
     for node in graph.node:
-        if not (node.op_type == "MultiHeadAttention" and node.domain == _MS_DOMAIN and len(node.input) == 5):
+        ours = node.op_type == "MultiHeadAttention" and "/fea_unfused/" in node.name  # made by unfuse_attention
+        if not (ours and len(node.input) == 5 and len(node.output) == 1):
             nodes.append(node)
             continue
         if count == 0:

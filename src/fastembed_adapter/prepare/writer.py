@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,7 +43,7 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> None:
     """
     import onnx
 
-    domains = {node.domain for node in model.graph.node} - {"", "ai.onnx"}
+    domains = {node.domain for node in _all_nodes(model.graph)} - {"", "ai.onnx"}
     declared = {entry.domain for entry in model.opset_import}
     # ORT's fusions add com.microsoft nodes without declaring the domain (its own save adds it)
     model.opset_import.extend(onnx.helper.make_opsetid(domain, 1) for domain in sorted(domains - declared))
@@ -56,11 +57,25 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> None:
         location=data.name,
         size_threshold=1024,
     )
-    os.chmod(data, 0o666 & ~_umask())  # onnx creates it owner-only; readable like the .onnx beside it
+    if data.exists():  # absent when no tensor reaches 1 KiB
+        os.chmod(data, 0o666 & ~_umask())  # onnx creates it owner-only; readable like the .onnx beside it
+
+
+def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Nodes of ``graph`` and of its subgraphs (``If`` branches, loop bodies)."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                yield from _all_nodes(sub)
 
 
 def _umask() -> int:
-    """The process umask (reading it means setting it; set it straight back)."""
+    """The process umask, read from /proc on Linux (setting it to read it would race other threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
