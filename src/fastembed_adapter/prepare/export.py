@@ -59,7 +59,7 @@ def export_fp32(transformer_dir: Path, output: Path, model_type: str) -> Path:
 
 
 def optimize_fp32(source: Path, target: Path, model_type: str) -> dict[str, Any]:
-    """Apply ORT's transformer fusions (attention, skip-layer-norm, GELU) where the architecture allows.
+    """Apply ORT's transformer fusions (attention, GELU; not skip-layer-norm) where the architecture allows.
 
     Returns the fused-operator counts. Architectures without a fusion family are copied unchanged.
     """
