@@ -119,7 +119,7 @@ def norm_outputs(model: onnx.ModelProto) -> set[str]:
     """
     graph = model.graph
     producer = {out: node for node in graph.node for out in node.output}
-    resolve = _constant_resolver(graph, {init.name: init for init in graph.initializer})
+    resolve = _constant_resolver(graph, producer)
     found = {
         node.output[0]
         for node in graph.node
@@ -187,8 +187,8 @@ def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -
     """
     graph = model.graph
     weights = WeightWriter(model)
-    resolve = _constant_resolver(graph, {init.name: init for init in graph.initializer})
     producers = {out: node for node in graph.node for out in node.output}
+    resolve = _constant_resolver(graph, producers)
     uses: dict[str, int] = defaultdict(int)
     for node in graph.node:
         for name in node.input:
@@ -257,14 +257,14 @@ def _fold(
 
 
 def _constant_resolver(
-    graph: onnx.GraphProto, constants: dict[str, onnx.TensorProto]
+    graph: onnx.GraphProto, producers: dict[str, onnx.NodeProto]
 ) -> Callable[[str], np.ndarray | None]:
     """Value of a constant tensor: an initializer, a ``Constant`` node, or an ``Identity`` of either.
 
     torch's exporter aliases identical weights (every norm weight of an untrained model is ones)
     through ``Identity`` nodes, and writes small constants as ``Constant`` nodes.
     """
-    producers = {out: node for node in graph.node for out in node.output}
+    constants = {init.name: init for init in graph.initializer}
 
     def resolve(name: str) -> np.ndarray | None:
         for _ in range(4):
