@@ -89,11 +89,17 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class DenseModule:
-    """``activation(x @ weight.T + bias)``, like ST's ``Dense`` (an ``nn.Linear`` plus activation)."""
+    """``activation(x @ weight.T + bias)``, like ST's ``Dense`` (an ``nn.Linear`` plus activation).
+
+    With ``use_residual`` (sentence-transformers >= 6) the input is added back: ``x`` itself, or
+    ``x @ residual.T`` when the widths differ.
+    """
 
     weight: np.ndarray = field(repr=False)
     bias: np.ndarray | None = field(repr=False)
     activation: str
+    use_residual: bool = False
+    residual: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, folder: Path, config: Mapping[str, Any]) -> DenseModule:
@@ -107,7 +113,10 @@ class DenseModule:
             if config.get(key) not in (None, "sentence_embedding"):
                 raise UnsupportedModelError(f"Dense {key}={config[key]!r} is not supported (only sentence_embedding).")
         weights = _weights(folder)
-        return cls(weight=weights["linear.weight"], bias=weights.get("linear.bias"), activation=activation)
+        weight = weights["linear.weight"]
+        use_residual = bool(config.get("use_residual", False))
+        residual = weights["residual.weight"] if use_residual and weight.shape[0] != weight.shape[1] else None
+        return cls(weight, weights.get("linear.bias"), activation, use_residual, residual)
 
     @property
     def dimension(self) -> int:
@@ -120,6 +129,8 @@ class DenseModule:
         if self.bias is not None:
             y = y + self.bias
         result: np.ndarray = ACTIVATIONS[self.activation](y).astype(np.float32, copy=False)
+        if self.use_residual:
+            result = result + (x if self.residual is None else x @ self.residual.T)
         return result
 
 

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,8 +24,9 @@ import numpy as np
 from ..cpu import QuantTarget, available_cpus, detect_target, int8_file_name
 from ..errors import InvalidInputError, ModelNotFoundError, ValidationFailedError
 from ..hub import FP32_FILE, check_repo_id
-from ..layout import MANIFEST_NAME, onnx_size, read_layout
+from ..layout import MANIFEST_NAME, onnx_size, read_json, read_layout
 from .bench import quick_benchmark
+from .compat import loadable
 from .export import export_fp32, optimize_fp32
 from .quantize import RECIPES, Calibration, Recipe, quantize_int8
 from .report import write_reports
@@ -42,8 +44,7 @@ _VERSIONED = (
     "torch",
     "transformers",
     "sentence-transformers",
-    "optimum",
-    "optimum-onnx",
+    "onnxscript",
     "tokenizers",
     "numpy",
 )
@@ -174,20 +175,21 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
     with timer.stage("load"):
         source, revision = _load_source(options)
         read_layout(source)  # rejects unsupported modules/pooling before any heavy work
-        model = SentenceTransformer(str(source), device="cpu", backend="torch")
+        with tempfile.TemporaryDirectory(prefix="fea-st-view-") as work:  # loaded into memory, then removed
+            model = SentenceTransformer(str(loadable(source, Path(work))), device="cpu", backend="torch")
         if options.max_seq_length is not None:
             model.max_seq_length = options.max_seq_length
-        transformer = model[0]
-        model_type = str(transformer.auto_model.config.model_type)
+        hf_dir = transformer_dir(source)
+        model_type = str(read_json(hf_dir / "config.json").get("model_type"))
     with staging(options.output, options.force) as out:
         model.save(str(out), create_model_card=False)
         # The transformer's weights live in the ONNX files now; Dense/LayerNorm modules keep theirs.
         for weights in [p for p in out.glob("*") if p.suffix in WEIGHT_SUFFIXES]:
             weights.unlink()
         with timer.stage("export"):
-            raw = export_fp32(Path(transformer_dir(source, model)), out / "onnx" / "_export", model_type)
+            raw = export_fp32(hf_dir, out / "onnx" / "_export", model_type)
         with timer.stage("optimize"):
-            fusions = optimize_fp32(raw, out / FP32_FILE, model_type)
+            fusions = optimize_fp32(raw, out / FP32_FILE, model_type, hf_dir)
             shutil.rmtree(raw.parent)
         with timer.stage("validate"):
             reference = np.asarray(model.encode(texts, batch_size=32, convert_to_numpy=True))
@@ -271,7 +273,7 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
     return report
 
 
-def transformer_dir(source: Path, model: Any) -> Path:
+def transformer_dir(source: Path) -> Path:
     """Folder of the Transformer module inside a sentence-transformers folder (``""`` → the root)."""
     import json
 
