@@ -167,3 +167,60 @@ def test_manifest_without_files_table(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text(json.dumps({"schema_version": 1}))
     with pytest.raises(CorruptModelError, match="files"):
         Manifest.read(tmp_path / MANIFEST_NAME)
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "match"),
+    [
+        (b"\xff\xfe garbage", CorruptModelError, r"modules\.json.*as JSON"),  # not UTF-8
+        (b'["not an object"]', CorruptModelError, r"entry 0 must be an object"),
+        (b'[{"idx": "one", "type": "x.Pooling"}]', CorruptModelError, r"integer 'idx'"),
+        (b'{"idx": 0}', CorruptModelError, r"list of modules, found dict"),
+    ],
+)
+def test_damaged_modules_json(make_st_model, copy_folder, content, error, match):
+    folder = copy_folder(make_st_model(TinySpec("bert")))
+    (folder / "modules.json").write_bytes(content)
+    with pytest.raises(error, match=match):
+        read_layout(folder)
+
+
+def _dense_dir(folder: Path) -> Path:
+    return next(p for p in folder.iterdir() if p.name.endswith("Dense"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
+def test_damaged_module_weights_name_the_file(make_st_model, copy_folder, damage):
+    folder = copy_folder(make_st_model(TinySpec("bert", dense="tanh")))
+    weights = _dense_dir(folder) / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"\x07" * 64}[damage])
+    with pytest.raises(CorruptModelError, match=r"Dense/model\.safetensors.*as safetensors"):
+        read_layout(folder)
+
+
+def test_module_weights_under_another_name(make_st_model, copy_folder):
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    folder = copy_folder(make_st_model(TinySpec("bert", dense="tanh", layer_norm=True)))
+    weights = _dense_dir(folder) / "model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({"fc.weight": tensors["linear.weight"]}, str(weights))
+    with pytest.raises(CorruptModelError, match=r"no 2-d tensor 'linear\.weight' \(found \{'fc\.weight'"):
+        read_layout(folder)
+    # the right name but another model's shape: the chain of widths says so
+    save_file({"linear.weight": np.zeros((16, 7), np.float32)}, str(weights))
+    with pytest.raises(CorruptModelError, match=r"takes 7-d input but the module before it gives 32-d"):
+        read_layout(folder)
+
+
+def test_bf16_module_weights_are_named(make_st_model, copy_folder):
+    import torch
+    from safetensors.torch import save_file
+
+    folder = copy_folder(make_st_model(TinySpec("bert", dense="tanh")))
+    weights = _dense_dir(folder) / "model.safetensors"
+    save_file({"linear.weight": torch.zeros((16, 32), dtype=torch.bfloat16)}, str(weights))
+    with pytest.raises(UnsupportedModelError, match=r"\{'linear\.weight': 'BF16'\}.*float32"):
+        read_layout(folder)

@@ -235,11 +235,27 @@ def _modules(root: Path) -> list[dict[str, Any]]:
         )
     try:
         modules = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CorruptModelError(f"Cannot read {str(path)!r}: {exc}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptModelError(f"Cannot read {str(path)!r} as JSON: {exc}") from exc
     if not isinstance(modules, list):
-        raise CorruptModelError(f"{str(path)!r} must hold a list of modules.")
+        raise CorruptModelError(f"{str(path)!r} must hold a list of modules, found {type(modules).__name__}.")
+    for index, module in enumerate(modules):
+        if not isinstance(module, dict) or not isinstance(module.get("idx", 0), int):
+            raise CorruptModelError(
+                f"{str(path)!r} entry {index} must be an object with an integer 'idx', found {module!r:.80}."
+            )
     return sorted(modules, key=lambda module: int(module.get("idx", 0)))
+
+
+def _check_width(module: DenseModule | LayerNormModule, width: int, folder: Path) -> int:
+    """The module's output width, after checking it takes ``width`` inputs (else its weights are foreign)."""
+    found = int(module.weight.shape[1] if isinstance(module, DenseModule) else module.weight.shape[0])
+    if found != width:
+        raise CorruptModelError(
+            f"{str(folder)!r}: the module takes {found}-d input but the module before it gives {width}-d "
+            "vectors: its weights belong to another model. Re-run `prepare` or restore the folder."
+        )
+    return module.dimension
 
 
 def _max_seq_length(root: Path, transformer_dir: Path) -> tuple[int | None, bool]:
@@ -268,6 +284,7 @@ def read_layout(root: Path) -> ModelLayout:
         raise ModelNotFoundError(f"Model folder {str(root)!r} does not exist or is not a directory.")
     pooling: PoolingConfig | None = None
     post: list[PostModule] = []
+    width = 0
     transformer_dir = root
     modules = _modules(root)
     if not any(str(module.get("type", "")).endswith("Pooling") for module in modules):
@@ -286,14 +303,19 @@ def read_layout(root: Path) -> ModelLayout:
             transformer_dir = path
         elif kind == "Pooling":
             pooling = PoolingConfig.from_json(read_json(path / "config.json"))
+            width = pooling.output_dimension
         elif pooling is None:
             raise UnsupportedModelError(f"Module {module.get('type')!r} comes before the Pooling module.")
-        elif kind == "Dense":
-            post.append(DenseModule.load(path, read_json(path / "config.json")))
-        elif kind == "LayerNorm":
-            post.append(LayerNormModule.load(path))
-        else:
+        elif kind == "Normalize":
             post.append(NormalizeModule())
+        else:
+            sized: DenseModule | LayerNormModule
+            if kind == "Dense":
+                sized = DenseModule.load(path, read_json(path / "config.json"))
+            else:
+                sized = LayerNormModule.load(path)
+            width = _check_width(sized, width, path)
+            post.append(sized)
     assert pooling is not None  # guaranteed by the check above; for the type checker
     max_len, lower = _max_seq_length(root, transformer_dir)
     st_config_path = root / "config_sentence_transformers.json"

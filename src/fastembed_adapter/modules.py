@@ -1,15 +1,13 @@
 """Modules after pooling — ``Dense``, ``LayerNorm``, ``Normalize`` — in numpy, as sentence-transformers runs them.
 
-Their weights are read from the module folder's ``model.safetensors`` with a small reader (the
-format is a little-endian u64 header length, a JSON header, then raw tensors), so the runtime
-needs neither torch nor the safetensors package.
+Their weights are read from the module folder's ``model.safetensors`` with the ``safetensors``
+library's numpy loader (no torch); its errors, and a missing or unexpected tensor, become
+``CorruptModelError``/``UnsupportedModelError`` naming the file.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ __all__ = [
 
 _NORM_EPS = 1e-12  # torch.nn.functional.normalize default eps
 
-_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
+_DTYPES = ("F16", "F32", "F64")
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -51,30 +49,42 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """All tensors of a ``.safetensors`` file as float32 numpy arrays (F32, F16, F64, BF16)."""
+    """All tensors of a ``.safetensors`` file as float32 numpy arrays (F16, F32, F64)."""
+    from safetensors import SafetensorError, safe_open
+
+    tensors, unsupported = {}, {}
     try:
-        data = path.read_bytes()
-        (length,) = struct.unpack("<Q", data[:8])
-        header: dict[str, Any] = json.loads(data[8 : 8 + length])
+        with safe_open(str(path), framework="numpy") as handle:
+            for name in handle.keys():  # noqa: SIM118  (safe_open is not a Mapping)
+                dtype = handle.get_slice(name).get_dtype()
+                if dtype in _DTYPES:
+                    tensors[name] = handle.get_tensor(name).astype(np.float32)
+                else:
+                    unsupported[name] = dtype
     except FileNotFoundError as exc:
         raise ModelNotFoundError(f"Missing weights file {str(path)!r}.") from exc
-    except (OSError, struct.error, ValueError) as exc:
+    except PermissionError as exc:
+        raise CorruptModelError(f"Cannot read {str(path)!r}: permission denied.") from exc
+    except (SafetensorError, OSError, ValueError) as exc:
         raise CorruptModelError(f"Cannot read {str(path)!r} as safetensors: {exc}") from exc
-    tensors = {}
-    body = data[8 + length :]
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        raw = body[start:end]
-        if info["dtype"] == "BF16":
-            array = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        elif info["dtype"] in _DTYPES:
-            array = np.frombuffer(raw, dtype=np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<"))
-        else:
-            raise UnsupportedModelError(f"{str(path)!r}: tensor {name!r} has unsupported dtype {info['dtype']}.")
-        tensors[name] = array.astype(np.float32).reshape(info["shape"])
+    if unsupported:
+        raise UnsupportedModelError(
+            f"{str(path)!r}: tensors {unsupported} have unsupported dtypes; supported: {', '.join(_DTYPES)}. "
+            "Re-save the module in float32 (folders written by `prepare` are)."
+        )
     return tensors
+
+
+def _tensor(weights: Mapping[str, np.ndarray], name: str, folder: Path, ndim: int) -> np.ndarray:
+    """``weights[name]`` with ``ndim`` dimensions, or a ``CorruptModelError`` naming the file."""
+    tensor = weights.get(name)
+    if tensor is None or tensor.ndim != ndim:
+        found = {key: value.shape for key, value in weights.items()}
+        raise CorruptModelError(
+            f"{str(folder / 'model.safetensors')!r} has no {ndim}-d tensor {name!r} (found {found}): "
+            "the module's weights are damaged or belong to another module."
+        )
+    return tensor
 
 
 def _weights(folder: Path) -> dict[str, np.ndarray]:
@@ -113,10 +123,12 @@ class DenseModule:
             if config.get(key) not in (None, "sentence_embedding"):
                 raise UnsupportedModelError(f"Dense {key}={config[key]!r} is not supported (only sentence_embedding).")
         weights = _weights(folder)
-        weight = weights["linear.weight"]
+        weight = _tensor(weights, "linear.weight", folder, 2)
+        bias = _tensor(weights, "linear.bias", folder, 1) if "linear.bias" in weights else None
         use_residual = bool(config.get("use_residual", False))
-        residual = weights["residual.weight"] if use_residual and weight.shape[0] != weight.shape[1] else None
-        return cls(weight, weights.get("linear.bias"), activation, use_residual, residual)
+        projected = use_residual and weight.shape[0] != weight.shape[1]
+        residual = _tensor(weights, "residual.weight", folder, 2) if projected else None
+        return cls(weight, bias, activation, use_residual, residual)
 
     @property
     def dimension(self) -> int:
@@ -146,7 +158,7 @@ class LayerNormModule:
     def load(cls, folder: Path) -> LayerNormModule:
         """Read the weights of one ``LayerNorm`` module folder."""
         weights = _weights(folder)
-        return cls(weight=weights["norm.weight"], bias=weights["norm.bias"])
+        return cls(weight=_tensor(weights, "norm.weight", folder, 1), bias=_tensor(weights, "norm.bias", folder, 1))
 
     @property
     def dimension(self) -> int:
