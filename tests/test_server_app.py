@@ -99,23 +99,55 @@ def test_openai_base64_dimensions_and_single_string(folder, reference):
     np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), atol=MATCH)
 
 
-def test_tei_embed_truncate_and_normalize(folder, reference):
+def test_tei_embed_single_string_and_normalize(folder, reference):
     async def go():
         async with app_client(create_app(settings(folder))) as client:
             single = await client.post("/embed", json={"inputs": TEXTS[1]})
             many = await client.post("/embed", json={"inputs": TEXTS, "normalize": False, "dimensions": 4})
-            long_ok = await client.post("/embed", json={"inputs": [LONG_TEXT], "truncate": True})
-            long_bad = await client.post("/embed", json={"inputs": ["ok", LONG_TEXT]})
-            return single, many, long_ok, long_bad
+            return single, many
 
-    single, many, long_ok, long_bad = run(go())
+    single, many = run(go())
     assert single.status_code == 200 and len(single.json()) == 1  # TEI always answers a list of vectors
     np.testing.assert_allclose(single.json()[0], reference([TEXTS[1]])[0], atol=MATCH)
     assert np.array(many.json()).shape == (len(TEXTS), 4)
-    assert long_ok.status_code == 200
-    assert long_bad.status_code == 413
-    message = error_of(long_bad)["message"]
+
+
+def test_long_texts_are_truncated_by_default_unless_the_request_says_no(folder):
+    """As sentence-transformers and TEI (auto_truncate defaults to true); ``truncate: false`` still refuses."""
+    assert ServerSettings(model="m").auto_truncate is True
+
+    async def go():
+        async with app_client(create_app(settings(folder))) as client:
+            return (
+                await client.post("/embed", json={"inputs": ["ok", LONG_TEXT]}),
+                await client.post("/v1/embeddings", json={"input": [LONG_TEXT]}),
+                await client.post("/embed", json={"inputs": ["ok", LONG_TEXT], "truncate": False}),
+            )
+
+    tei, openai, refused = run(go())
+    assert tei.status_code == 200 and np.array(tei.json()).shape == (2, 32)
+    assert openai.status_code == 200 and openai.json()["usage"]["prompt_tokens"] == MAX_SEQ_LENGTH
+    assert refused.status_code == 413
+    message = error_of(refused)["message"]
     assert "Input 1" in message and str(MAX_SEQ_LENGTH) in message and "truncate" in message
+
+
+def test_no_auto_truncate_refuses_long_texts_unless_the_request_asks(folder):
+    async def go():
+        async with app_client(create_app(settings(folder, auto_truncate=False))) as client:
+            return (
+                await client.post("/embed", json={"inputs": ["ok", LONG_TEXT]}),
+                await client.post("/v1/embeddings", json={"input": [LONG_TEXT]}),
+                await client.post("/embed", json={"inputs": [LONG_TEXT], "truncate": True}),
+                (await client.get("/info")).json(),
+            )
+
+    tei, openai, asked, info = run(go())
+    assert tei.status_code == 413 and "Input 1" in error_of(tei)["message"]
+    assert "--no-auto-truncate" in error_of(tei)["message"]
+    assert openai.status_code == 413  # OpenAI's API has no truncate field: the server setting decides
+    assert asked.status_code == 200
+    assert info["limits"]["auto_truncate"] is False
 
 
 def test_auto_truncate_setting_and_usage_counts_truncated_tokens(folder):

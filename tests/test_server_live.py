@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from conftest import MAX_SEQ_LENGTH, TinySpec
 from fastembed_adapter import OnnxSentenceEncoder
 from server_support import live_server
 
@@ -54,7 +55,7 @@ def test_health_info_models_metrics(server, client):
     assert httpx.get(f"{server.base_url}/info").status_code == 401
 
 
-def test_openai_client_shaped_request(server, client, prepared_base):
+def test_openai_client_shaped_request(server, client, reference):
     """What the openai SDK sends by default (base64), decoded the way it decodes it."""
     response = client.post(
         "/v1/embeddings",
@@ -67,8 +68,7 @@ def test_openai_client_shaped_request(server, client, prepared_base):
     assert body["object"] == "list" and body["model"] == "tiny-bert"
     assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
     rows = [np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4") for item in body["data"]]
-    reference = OnnxSentenceEncoder(prepared_base("bert"), threads=1, metrics=False).encode(TEXTS)
-    assert cosine_rows(rows, reference).min() >= MIN_COSINE
+    assert cosine_rows(rows, reference.encode(TEXTS)).min() >= MIN_COSINE
     floats = client.post("/v1/embeddings", json={"input": TEXTS[0], "model": "x"}).json()
     assert len(floats["data"][0]["embedding"]) == 32
 
@@ -100,6 +100,117 @@ def test_errors_over_http(client, path, content, status):
     assert body["request_id"] == response.headers["x-request-id"]
 
 
+# -- the real clients: huggingface_hub's InferenceClient (TEI) and the openai SDK ----------------------
+
+
+def served(client, endpoint: str, status: int = 200) -> float:
+    """The server's request counter for ``endpoint`` and ``status``."""
+    prefix = f'fastembed_adapter_http_requests_total{{endpoint="{endpoint}",status="{status}"}}'
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+@pytest.fixture(scope="module")
+def reference(prepared_base):
+    """The same folder and (INT8) file as the server, in process."""
+    return OnnxSentenceEncoder(prepared_base("bert"), threads=1, metrics=False)
+
+
+def test_huggingface_hub_inference_client(server, client, reference, tiny_model):
+    """``InferenceClient(model=URL)`` posts feature-extraction and sentence-similarity to ``POST /``."""
+    from huggingface_hub import InferenceClient
+    from huggingface_hub.errors import HfHubHTTPError
+
+    before = served(client, "/")
+
+    hub = InferenceClient(model=server.base_url, token=KEY, timeout=30)
+    expected = reference.encode(TEXTS)
+    vector = hub.feature_extraction(TEXTS[0])
+    assert vector.dtype == np.float32 and vector.shape == (1, 32)
+    assert cosine_rows(vector, expected[:1]).min() >= MIN_COSINE
+    np.testing.assert_allclose(np.linalg.norm(vector), 1.0, atol=1e-5)  # normalize defaults to true
+
+    # normalize=False: TEI's vector before normalisation = encode() of the model saved without Normalize
+    _, raw_folder = tiny_model(TinySpec(normalize=False))
+    raw_expected = OnnxSentenceEncoder(raw_folder, threads=1, metrics=False).encode(TEXTS[:1])
+    raw = hub.feature_extraction(TEXTS[0], normalize=False)
+    assert cosine_rows(raw, raw_expected).min() >= MIN_COSINE
+    np.testing.assert_allclose(np.linalg.norm(raw), np.linalg.norm(raw_expected), rtol=1e-2)
+    assert abs(np.linalg.norm(raw) - 1.0) > 0.01
+
+    short = hub.feature_extraction(TEXTS[0], dimensions=8)
+    assert short.shape == (1, 8) and abs(np.linalg.norm(short) - 1.0) < 1e-5
+    assert hub.feature_extraction(LONG_TEXT).shape == (1, 32)  # truncated by default, as TEI
+    with pytest.raises(HfHubHTTPError) as refused:
+        hub.feature_extraction(LONG_TEXT, truncate=False)
+    assert refused.value.response.status_code == 413 and str(MAX_SEQ_LENGTH) in refused.value.response.text
+
+    scores = hub.sentence_similarity(TEXTS[0], other_sentences=TEXTS[1:])
+    assert len(scores) == len(TEXTS) - 1 and all(isinstance(score, float) for score in scores)
+    np.testing.assert_allclose(scores, cosine_rows(np.repeat(expected[:1], 2, axis=0), expected[1:]), atol=2e-3)
+    with pytest.raises(HfHubHTTPError) as empty:
+        hub.sentence_similarity(TEXTS[0], other_sentences=[])
+    assert empty.value.response.status_code == 422 and "empty list" in empty.value.response.text
+
+    with pytest.raises(HfHubHTTPError) as unauthorized:
+        InferenceClient(model=server.base_url, token="wrong", timeout=30).feature_extraction("x")
+    assert unauthorized.value.response.status_code == 401
+    assert served(client, "/") - before == 5  # every successful call above went to POST /
+
+
+def test_openai_client(server, client, reference):
+    import openai
+
+    before = served(client, "/v1/embeddings"), served(client, "/embeddings")
+
+    sdk = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEY, max_retries=0, timeout=30)
+    expected = reference.encode(TEXTS)
+    response = sdk.embeddings.create(input=TEXTS, model="text-embedding-3-small")  # the SDK asks for base64
+    assert response.model == "tiny-bert" and [item.index for item in response.data] == [0, 1, 2]
+    assert response.usage.prompt_tokens == response.usage.total_tokens > 0
+    vectors = [item.embedding for item in response.data]
+    assert cosine_rows(vectors, expected).min() >= MIN_COSINE
+    floats = sdk.embeddings.create(input=TEXTS, model="m", encoding_format="float")
+    np.testing.assert_allclose([item.embedding for item in floats.data], vectors, atol=1e-6)
+    (short,) = sdk.embeddings.create(input=TEXTS[0], model="m", dimensions=8).data
+    assert len(short.embedding) == 8 and abs(np.linalg.norm(short.embedding) - 1.0) < 1e-5
+    long = sdk.embeddings.create(input=LONG_TEXT, model="m")  # truncated by default
+    assert long.usage.prompt_tokens == MAX_SEQ_LENGTH
+
+    # TEI's alias: base_url without /v1 posts to /embeddings
+    alias = openai.OpenAI(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=30)
+    same = alias.embeddings.create(input=TEXTS, model="m")
+    np.testing.assert_allclose([item.embedding for item in same.data], vectors, atol=1e-6)
+
+    with pytest.raises(openai.UnprocessableEntityError, match="empty list"):
+        sdk.embeddings.create(input=[], model="m")
+    with pytest.raises(openai.APIStatusError, match="at most 8") as too_many:
+        sdk.embeddings.create(input=["x"] * 9, model="m")
+    assert too_many.value.status_code == 413
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="wrong", max_retries=0).embeddings.create(
+            input="x", model="m"
+        )
+    assert (served(client, "/v1/embeddings") - before[0], served(client, "/embeddings") - before[1]) == (4, 1)
+
+
+def test_tei_routes_over_http(client, reference):
+    tokens = client.post("/tokenize", json={"inputs": [TEXTS[0], "Café"]}).json()
+    assert [token["special"] for token in tokens[0]][:1] == [True] and tokens[1][-1]["text"] == "[SEP]"
+    cafe = [token for token in tokens[1] if not token["special"]]
+    assert cafe[-1]["stop"] == len("Café".encode()) == 5  # byte offsets, as TEI
+    token_vectors = client.post("/embed_all", json={"inputs": TEXTS[0]}).json()
+    assert np.array(token_vectors).shape == (1, len(tokens[0]), 32)
+    similarity = {"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS[1:]}}
+    np.testing.assert_allclose(
+        client.post("/similarity", json=similarity).json(), client.post("/", json=similarity).json()
+    )
+    embedded = client.post("/invocations", json={"inputs": TEXTS}).json()
+    assert cosine_rows(embedded, reference.encode(TEXTS)).min() >= MIN_COSINE
+    assert httpx.get(f"{client.base_url}/").json() == {"status": "ready"}  # TEI's health routes need no key
+    assert httpx.get(f"{client.base_url}/ping").status_code == 200
+
+
 def test_concurrent_requests_share_micro_batches(server, client):
     def batches() -> float:
         for line in client.get("/metrics").text.splitlines():
@@ -119,6 +230,21 @@ def test_concurrent_requests_share_micro_batches(server, client):
 
 
 # -- servers of their own ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env"), [(("--no-auto-truncate",), {}), ((), {"FEA_AUTO_TRUNCATE": "false"})], ids=["flag", "env"]
+)
+def test_no_auto_truncate_is_the_strict_mode(prepared_base, tmp_path, args, env):
+    with (
+        live_server(prepared_base("bert"), tmp_path, *args, env=env) as live,
+        httpx.Client(base_url=live.base_url, timeout=30.0) as http,
+    ):
+        assert http.get("/info").json()["limits"]["auto_truncate"] is False
+        refused = http.post("/embed", json={"inputs": [LONG_TEXT]})
+        assert refused.status_code == 413 and "--no-auto-truncate" in refused.json()["error"]["message"]
+        assert http.post("/v1/embeddings", json={"input": LONG_TEXT}).status_code == 413
+        assert http.post("/embed", json={"inputs": [LONG_TEXT], "truncate": True}).status_code == 200
 
 
 def test_queue_full_gives_429_over_http(prepared_base, tmp_path):

@@ -1,6 +1,8 @@
 """``serve``: an HTTP embedding service around one ``OnnxSentenceEncoder`` (extra ``serve``).
 
-OpenAI-compatible ``POST /v1/embeddings``, TEI-style ``POST /embed``, ``/health``, ``/info``,
+OpenAI-compatible ``POST /v1/embeddings`` (also ``/embeddings``), text-embeddings-inference's
+``/embed``, ``/embed_all``, ``/similarity``, ``/tokenize`` (``POST /`` and ``/invocations`` too, so
+TEI clients such as ``huggingface_hub.InferenceClient`` work), ``/health``, ``/info``,
 ``/v1/models`` and Prometheus ``/metrics``; concurrent requests are merged into micro-batches
 that one worker thread encodes. Importing this subpackage checks the extra is installed and
 raises ``MissingExtraError`` naming the install command otherwise.

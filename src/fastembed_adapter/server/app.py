@@ -15,7 +15,7 @@ from ..errors import FastembedAdapterError
 from .engine import ModelHost
 from .metrics import ServerMetrics
 from .middleware import ObservabilityMiddleware
-from .routes import ROUTES, error_response
+from .routes import API_PATHS, PUBLIC_PATHS, ROUTES, error_response
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -71,7 +71,15 @@ def create_app(
     factory = encoder_factory or default_encoder_factory(settings, registry)
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(ObservabilityMiddleware, metrics=metrics, api_key=settings.api_key)],
+        middleware=[
+            Middleware(
+                ObservabilityMiddleware,
+                metrics=metrics,
+                api_key=settings.api_key,
+                endpoints=API_PATHS,
+                public=PUBLIC_PATHS,
+            )
+        ],
         exception_handlers={FastembedAdapterError: error_response, HTTPException: error_response},
         lifespan=_lifespan,
     )

@@ -6,7 +6,8 @@ the batch holds ``max_texts`` texts or ``max_tokens`` tokens or the oldest reque
 ``max_wait`` seconds; a lone request runs at once. The batch runs on a single worker thread (ONNX
 Runtime already uses every CPU thread it was given, so a second worker would only oversubscribe
 them). Requests arriving while the worker is busy queue up and form the next batch. Each caller
-gets its own rows back, in its own order.
+gets its own rows back, in its own order. Requests are grouped by their batch key (the prompt
+and what to compute, see :class:`~.outputs.BatchKey`): one encode call per key.
 
 A full queue raises :class:`OverloadedError` (HTTP 429) instead of growing without bound. When a
 batch fails, its requests are retried one by one, so one bad request never fails another.
@@ -18,22 +19,24 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 
 from .errors import NotReadyError, OverloadedError
 from .metrics import ServerMetrics
 
-__all__ = ["Arrival", "EncodeFn", "MicroBatcher"]
+__all__ = ["Arrival", "EncodeFn", "MicroBatcher", "Rows"]
 
 logger = logging.getLogger(__name__)
 
-# encode(texts, prompt_name) -> float32 array (len(texts), dim), run on the worker thread.
-EncodeFn = Callable[[list[str], str | None], np.ndarray]
+# One row per text: a float32 array (len(texts), dim), or per text an array of its own shape.
+Rows: TypeAlias = "np.ndarray | list[np.ndarray]"
+# encode(texts, key) -> rows in the order of texts, run on the worker thread.
+EncodeFn = Callable[[list[str], Hashable], Rows]
 T = TypeVar("T")
 
 
@@ -54,8 +57,8 @@ class Arrival:
 class _Pending:
     texts: list[str]
     tokens: int
-    prompt_name: str | None
-    future: asyncio.Future[np.ndarray]
+    key: Hashable
+    future: asyncio.Future[Rows]
     enqueued: float = field(default=0.0)
 
 
@@ -117,10 +120,15 @@ class MicroBatcher:
         """Requests queued or being encoded."""
         return self._outstanding
 
-    async def submit(
-        self, texts: list[str], tokens: int, prompt_name: str | None, arrival: Arrival | None = None
-    ) -> np.ndarray:
-        """Queue ``texts`` (``tokens`` after truncation) and wait for their embeddings, in order."""
+    async def submit(self, texts: list[str], tokens: int, key: Hashable, arrival: Arrival | None = None) -> Rows:
+        """Queue ``texts`` (``tokens`` after truncation) and wait for their rows, in order.
+
+        Args:
+            texts: the request's texts.
+            tokens: their tokens after truncation (for the ``max_tokens`` limit).
+            key: passed to the encode function; requests with equal keys share its calls.
+            arrival: marked done once the request is queued.
+        """
         if self._task is None or self._wakeup is None:
             raise NotReadyError("The model is not loaded yet; retry shortly.")
         if self._outstanding >= self.max_queue:
@@ -130,7 +138,7 @@ class MicroBatcher:
                 "Retry-After delay, add replicas, or raise --max-queue."
             )
         loop = asyncio.get_running_loop()
-        item = _Pending(texts, tokens, prompt_name, loop.create_future(), loop.time())
+        item = _Pending(texts, tokens, key, loop.create_future(), loop.time())
         self._outstanding += 1
         self._queue.append(item)
         self._queued_texts += len(texts)
@@ -212,35 +220,35 @@ class MicroBatcher:
                         item.future.set_exception(exc)
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
-        """Encode each prompt group of the batch in one call; on failure retry requests one by one."""
-        groups: dict[str | None, list[_Pending]] = {}
+        """Encode each key's group of the batch in one call; on failure retry requests one by one."""
+        groups: dict[Hashable, list[_Pending]] = {}
         for item in batch:
-            groups.setdefault(item.prompt_name, []).append(item)
-        for prompt_name, items in groups.items():
+            groups.setdefault(item.key, []).append(item)
+        for key, items in groups.items():
             texts = [text for item in items for text in item.texts]
             try:
-                vectors = await self.run_in_worker(self._call, texts, prompt_name)
+                rows = await self.run_in_worker(self._call, texts, key)
             except Exception as exc:
                 if len(items) == 1:
                     _settle(items[0], exc)
                     continue
                 for item in items:  # isolate the request that broke the batch
                     try:
-                        _settle(item, await self.run_in_worker(self._call, item.texts, prompt_name))
+                        _settle(item, await self.run_in_worker(self._call, item.texts, key))
                     except Exception as single_exc:
                         _settle(item, single_exc)
                 continue
             start = 0
             for item in items:
-                _settle(item, vectors[start : start + len(item.texts)])
+                _settle(item, rows[start : start + len(item.texts)])
                 start += len(item.texts)
 
-    def _call(self, texts: list[str], prompt_name: str | None) -> np.ndarray:
+    def _call(self, texts: list[str], key: Hashable) -> Rows:
         assert self._encode is not None  # set by start()
-        return self._encode(texts, prompt_name)
+        return self._encode(texts, key)
 
 
-def _settle(item: _Pending, outcome: np.ndarray | BaseException) -> None:
+def _settle(item: _Pending, outcome: Rows | BaseException) -> None:
     if item.future.done():
         return
     if isinstance(outcome, BaseException):

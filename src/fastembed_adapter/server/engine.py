@@ -1,9 +1,10 @@
-"""``ModelHost``: the replica's one encoder, its lifecycle (loading → ready → draining) and the embed path.
+"""``ModelHost``: the replica's one encoder, its lifecycle (loading → ready → draining), embed and tokenize.
 
 The model is loaded on the worker thread after the server starts listening, so ``/health`` can
 answer 503 while it loads; a probe encode must succeed before the state becomes ``ready``. The
 embed path checks each request against the model (prompt name, ``dimensions``, token lengths)
-before queueing it, then post-processes the rows it gets back from the micro-batcher.
+before queueing it, then post-processes the rows it gets back from the micro-batcher. Tokenizing
+needs no model call, so it runs on the event loop (or a thread for large requests).
 """
 
 from __future__ import annotations
@@ -13,28 +14,32 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from ..modules import normalize
-from .batching import Arrival, MicroBatcher
+from .batching import Arrival, MicroBatcher, Rows
 from .errors import NotReadyError, PayloadTooLargeError, RequestValidationError
 from .metrics import ServerMetrics
-from .schemas import EmbedJob
+from .outputs import BatchKey, Outputs, Token, prompt_text, tei_tokens
+from .schemas import EmbedJob, Output, TokenizeJob
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable
+
     from tokenizers import Tokenizer
 
     from ..encoder import OnnxSentenceEncoder
 
-__all__ = ["EmbedResult", "ModelHost", "State"]
+__all__ = ["EmbedResult", "ModelHost", "State", "TokenizeResult"]
 
 logger = logging.getLogger(__name__)
 PROBE_TEXT = "fastembed-adapter readiness probe"
 # Requests with less text than this are tokenized for counting on the event loop; larger ones on a thread.
 _INLINE_COUNT_CHARS = 4096
+T = TypeVar("T")
 
 
 class State(str, Enum):
@@ -48,9 +53,21 @@ class State(str, Enum):
 
 @dataclass(frozen=True)
 class EmbedResult:
-    """Rows for one request (in input order) and the tokens they used (after truncation)."""
+    """Rows for one request (in input order) and the tokens they used (after truncation).
 
-    vectors: np.ndarray
+    ``vectors`` is a float32 array ``(texts, dim)``, or for ``Output.TOKENS`` a list with one
+    ``(tokens, hidden)`` array per text.
+    """
+
+    vectors: np.ndarray | list[np.ndarray]
+    tokens: int
+
+
+@dataclass(frozen=True)
+class TokenizeResult:
+    """Per text its tokens (TEI's ``/tokenize`` rows) and the total token count."""
+
+    rows: list[list[Token]]
     tokens: int
 
 
@@ -72,6 +89,7 @@ class ModelHost:
         self.on_fatal: Callable[[], None] | None = None  # set by the runner: stop the server when loading fails
         self._factory = encoder_factory
         self._counter: Tokenizer | None = None
+        self._outputs: Outputs | None = None
         self._load_task: asyncio.Task[None] | None = None
         self.batcher = MicroBatcher(
             max_texts=settings.max_batch_texts,
@@ -101,6 +119,7 @@ class ModelHost:
             return
         self.encoder = encoder
         self._counter = _untruncated(encoder)
+        self._outputs = Outputs(encoder, self.settings.max_batch_texts)
         self.batcher.start(self._encode)
         if self.state is State.LOADING:
             self.state = State.READY
@@ -127,35 +146,47 @@ class ModelHost:
         return self.encoder
 
     # -- embedding ---------------------------------------------------------------------------
-    def _encode(self, texts: list[str], prompt_name: str | None) -> np.ndarray:
-        encoder = self.ready_encoder()
-        vectors: np.ndarray = encoder.encode(
-            texts, prompt_name=prompt_name, batch_size=self.settings.max_batch_texts, show_progress_bar=False
-        )
-        return vectors
-
-    def _prompt(self, encoder: OnnxSentenceEncoder, prompt_name: str | None) -> str:
-        if prompt_name is None:
-            name = encoder.default_prompt_name
-            return encoder.prompts.get(name, "") if name is not None else ""
-        if prompt_name not in encoder.prompts:
-            raise RequestValidationError(
-                f"'prompt_name' {prompt_name!r} is not a prompt of this model; valid names: {sorted(encoder.prompts)}."
-            )
-        return encoder.prompts[prompt_name]
+    def _encode(self, texts: list[str], key: Hashable) -> Rows:
+        if self._outputs is None or not isinstance(key, BatchKey):
+            raise TypeError(f"no encoder yet, or batch key {key!r} is not a BatchKey")
+        return self._outputs.compute(texts, key)
 
     def _count(self, texts: list[str]) -> list[int]:
         assert self._counter is not None  # set with the encoder
-        return [len(enc.ids) for enc in self._counter.encode_batch(texts, add_special_tokens=True)]
+        return [len(enc.ids) for enc in self._counter.encode_batch_fast(texts, add_special_tokens=True)]
+
+    def _tei_tokens(self, texts: list[str], add_special_tokens: bool) -> list[list[Token]]:
+        assert self._counter is not None  # set with the encoder
+        encodings = self._counter.encode_batch(texts, add_special_tokens=add_special_tokens)
+        return [tei_tokens(encoding, text) for encoding, text in zip(encodings, texts, strict=True)]
+
+    @staticmethod
+    async def _off_loop(texts: list[str], fn: Callable[[list[str]], T]) -> T:
+        """``fn(texts)`` on the event loop for small requests, else on a thread (tokenizing blocks)."""
+        if sum(len(text) for text in texts) <= _INLINE_COUNT_CHARS:
+            return fn(texts)
+        return await asyncio.to_thread(fn, texts)
 
     async def _token_lengths(self, texts: list[str], prompt: str) -> list[int]:
-        full = [prompt + text for text in texts] if prompt else texts
-        if sum(len(text) for text in full) <= _INLINE_COUNT_CHARS:
-            return self._count(full)
-        return await asyncio.to_thread(self._count, full)
+        return await self._off_loop([prompt + text for text in texts] if prompt else texts, self._count)
+
+    async def tokenize(self, job: TokenizeJob, arrival: Arrival | None = None) -> TokenizeResult:
+        """TEI's ``/tokenize``: the tokens of each text with the prompt prepended, untruncated (as TEI)."""
+        if arrival is not None:
+            arrival.done()  # never queued: batches being formed need not wait for it
+        prompt = prompt_text(self.ready_encoder(), job.prompt_name)
+        texts = [prompt + text for text in job.texts]
+        rows = await self._off_loop(texts, lambda full: self._tei_tokens(full, job.add_special_tokens))
+        return TokenizeResult(rows, sum(len(row) for row in rows))
 
     async def embed(self, job: EmbedJob, arrival: Arrival | None = None) -> EmbedResult:
-        """Check ``job`` against the model, queue it (then ``arrival.done()``), and post-process its rows."""
+        """Check ``job`` against the model, queue it (then ``arrival.done()``), and post-process its rows.
+
+        ``Output.SENTENCE`` rows are what ``encode()`` returns; cut to ``dimensions``, they are
+        re-normalised when the model normalises (so they stay unit vectors). ``Output.UNNORMALIZED``
+        rows (TEI's ``normalize: false``) are cut without re-normalising. ``job.normalize`` then
+        L2-normalises either. ``Output.TOKENS`` rows are returned as computed.
+        """
         encoder = self.ready_encoder()
         dimension = encoder.get_sentence_embedding_dimension()
         if job.dimensions is not None and job.dimensions > dimension:
@@ -163,7 +194,7 @@ class ModelHost:
                 f"'dimensions' is {job.dimensions} but this model's embeddings have {dimension}; "
                 f"ask for 1..{dimension}."
             )
-        lengths = await self._token_lengths(job.texts, self._prompt(encoder, job.prompt_name))
+        lengths = await self._token_lengths(job.texts, prompt_text(encoder, job.prompt_name))
         limit = encoder.max_seq_length
         if limit is not None:
             if not job.truncate:
@@ -171,15 +202,22 @@ class ModelHost:
                     if length > limit:
                         raise PayloadTooLargeError(
                             f"Input {index} has {length} tokens but this model reads at most {limit} "
-                            "(max_seq_length). Send truncate=true (/embed), start the server with "
-                            "--auto-truncate, or split the text."
+                            "(max_seq_length) and truncation is off for this request. Send truncate=true "
+                            "(TEI routes), or leave it out on a server started without --no-auto-truncate, "
+                            "or split the text."
                         )
             lengths = [min(length, limit) for length in lengths]
         tokens = sum(lengths)
-        vectors = await self.batcher.submit(job.texts, tokens, job.prompt_name, arrival)
+        output = job.output
+        if output is Output.UNNORMALIZED and self._outputs is not None and not self._outputs.unnormalizing:
+            output = Output.SENTENCE  # no final Normalize to leave out: share the cached encode() path
+        rows = await self.batcher.submit(job.texts, tokens, BatchKey(job.prompt_name, output), arrival)
+        if job.output is Output.TOKENS:
+            return EmbedResult(list(rows), tokens)
+        vectors = np.asarray(rows, dtype=np.float32)
         if job.dimensions is not None and job.dimensions < vectors.shape[1]:
             vectors = vectors[:, : job.dimensions]
-            if encoder.layout.normalize:  # keep unit length, as the full vectors had
+            if job.output is Output.SENTENCE and encoder.layout.normalize:  # unit length, as the full vectors
                 vectors = normalize(vectors)
         if job.normalize:
             vectors = normalize(vectors)

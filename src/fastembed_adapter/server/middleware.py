@@ -2,8 +2,9 @@
 
 - ``X-Request-ID``: taken from the request when it is a sane token (≤ 128 chars of
   ``[A-Za-z0-9._:-]``), otherwise a new UUID; always echoed in the response.
-- API key: when configured, every path but ``/health`` needs ``Authorization: Bearer <key>``,
-  compared with :func:`hmac.compare_digest` (constant time).
+- API key: when configured, every request but a GET (or HEAD) of a public path (the health
+  checks) needs ``Authorization: Bearer <key>``, compared with :func:`hmac.compare_digest`
+  (constant time).
 - One log record per request on the ``fastembed_adapter.server.access`` logger, with the fields in
   ``extra`` (the CLI renders them as one JSON line).
 - Any exception that escapes a route becomes a JSON 500 for that request only; the traceback is logged.
@@ -24,13 +25,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import UnauthorizedError, error_body
 from .metrics import ServerMetrics
 
-__all__ = ["ENDPOINTS", "ObservabilityMiddleware"]
+__all__ = ["ObservabilityMiddleware"]
 
 access_logger = logging.getLogger("fastembed_adapter.server.access")
 logger = logging.getLogger(__name__)
 
-ENDPOINTS = frozenset({"/v1/embeddings", "/embed", "/health", "/info", "/v1/models", "/metrics"})
-OPEN_PATHS = frozenset({"/health"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -59,11 +58,28 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict
 class ObservabilityMiddleware:
     """Pure ASGI middleware (no response buffering) wrapping the whole app."""
 
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics, api_key: str | None = None) -> None:
-        """Wrap ``app``; ``api_key`` enables bearer authentication."""
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: ServerMetrics,
+        api_key: str | None = None,
+        endpoints: frozenset[str] = frozenset(),
+        public: frozenset[str] = frozenset(),
+    ) -> None:
+        """Wrap ``app``.
+
+        Args:
+            app: the application.
+            metrics: the service's collectors.
+            api_key: enables bearer authentication.
+            endpoints: the paths the metrics label by name (any other path is ``other``).
+            public: paths whose GET/HEAD needs no API key.
+        """
         self.app = app
         self.metrics = metrics
         self.api_key = api_key.encode("latin-1", "replace") if api_key else None
+        self.endpoints = endpoints
+        self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one request (lifespan and websocket scopes pass through)."""
@@ -76,7 +92,8 @@ class ObservabilityMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         path = str(scope.get("path", ""))
-        endpoint = path if path in ENDPOINTS else "other"
+        endpoint = path if path in self.endpoints else "other"
+        public = path in self.public and scope.get("method") in ("GET", "HEAD")
         status = 500
         started = False
 
@@ -91,7 +108,7 @@ class ObservabilityMiddleware:
         in_progress = self.metrics.in_progress.labels(endpoint)
         in_progress.inc()
         try:
-            if self.api_key is not None and path not in OPEN_PATHS and not _authorized(scope, self.api_key):
+            if self.api_key is not None and not public and not _authorized(scope, self.api_key):
                 code, body, headers = error_body(
                     UnauthorizedError("Missing or wrong API key: send 'Authorization: Bearer <key>'."), request_id
                 )

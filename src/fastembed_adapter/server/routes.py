@@ -1,32 +1,88 @@
-"""The routes of one replica.
+"""The routes of one replica, all in one table: :data:`ROUTES`.
 
-Both embedding endpoints share one helper (read → parse → embed → render). Errors are raised,
-never rendered in a route: the app's exception handlers apply the table in :mod:`.errors`.
+Every model endpoint is an :class:`Api` (parse the JSON body into a job, run it on the
+:class:`~.engine.ModelHost`, render the result), served by the one helper :func:`serve_api`.
+Errors are raised, never rendered in a route: the app's exception handlers apply the table in
+:mod:`.errors`.
+
+The text-embeddings-inference (TEI) surface of an embedding model (``router/src/http/server.rs``):
+``/embed``, ``/embed_all``, ``/similarity``, ``/tokenize``; ``POST /`` and ``POST /invocations``
+(SageMaker) as ``/embed``, except that a sentence-similarity body (``inputs`` is an object) is
+answered as ``/similarity`` (TEI needs ``TASK=sentence-similarity`` for that;
+``huggingface_hub.InferenceClient`` posts both tasks to ``/``); ``GET /`` and ``GET /ping`` as
+``/health``; ``/embeddings`` as OpenAI's ``/v1/embeddings``.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import platform
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
+import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .engine import EmbedResult, ModelHost, State
+from .batching import Arrival
+from .engine import EmbedResult, ModelHost, State, TokenizeResult
 from .errors import PayloadTooLargeError, error_body
-from .schemas import EmbedJob, parse_openai, parse_tei
+from .schemas import (
+    EmbedJob,
+    TokenizeJob,
+    is_similarity,
+    parse_json,
+    parse_openai,
+    parse_similarity,
+    parse_tei,
+    parse_tei_all,
+    parse_tokenize,
+)
 from .settings import ServerSettings
 
-__all__ = ["ROUTES", "error_response"]
+__all__ = ["API_PATHS", "PUBLIC_PATHS", "ROUTES", "Api", "error_response", "serve_api"]
 
 _VERSIONED = ("fastembed-adapter", "onnxruntime", "tokenizers", "numpy", "starlette", "uvicorn")
-Parser = Callable[[bytes, ServerSettings], EmbedJob]
-Renderer = Callable[[EmbedJob, EmbedResult, ModelHost], Any]
+
+
+class _Job(Protocol):
+    @property
+    def texts(self) -> list[str]: ...
+
+
+class _Result(Protocol):
+    @property
+    def tokens(self) -> int: ...
+
+
+JobT = TypeVar("JobT", bound=_Job)
+ResultT = TypeVar("ResultT", bound=_Result)
+
+
+def _any_body(data: dict[str, Any]) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Api(Generic[JobT, ResultT]):
+    """One request/response shape of a model endpoint.
+
+    Attributes:
+        parse: the JSON body (an object) and the settings → a checked job.
+        run: executes the job on the host (``arrival`` is marked done once the job is queued).
+        render: the job, its result and the host → the JSON response body.
+        accepts: whether a body has this shape, for a route serving several (the last one takes the rest).
+    """
+
+    parse: Callable[[dict[str, Any], ServerSettings], JobT]
+    run: Callable[[ModelHost, JobT, Arrival | None], Awaitable[ResultT]]
+    render: Callable[[JobT, ResultT, ModelHost], Any]
+    accepts: Callable[[dict[str, Any]], bool] = _any_body
 
 
 def _host(request: Request) -> ModelHost:
@@ -52,24 +108,31 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _embed_route(request: Request, parse: Parser, render: Renderer) -> Response:
+async def serve_api(request: Request, apis: tuple[Api[Any, Any], ...]) -> Response:
+    """The one model-endpoint helper: read → parse (first ``Api`` accepting the body, else the last) → run → render."""
     host = _host(request)
     host.ready_encoder()  # 503 before reading a body we could not serve
     with host.batcher.arriving() as arrival:  # batches being formed wait for this request
-        job = parse(await read_body(request, host.settings.max_body_bytes), host.settings)
+        data = parse_json(await read_body(request, host.settings.max_body_bytes))
+        api = next((api for api in apis[:-1] if api.accepts(data)), apis[-1])
+        job = api.parse(data, host.settings)
         request.state.texts = len(job.texts)
-        result = await host.embed(job, arrival)
+        result = await api.run(host, job, arrival)
     request.state.tokens = result.tokens
-    return JSONResponse(render(job, result, host))
+    return JSONResponse(api.render(job, result, host))
+
+
+# -- response bodies ------------------------------------------------------------------------------
 
 
 def _render_openai(job: EmbedJob, result: EmbedResult, host: ModelHost) -> dict[str, Any]:
     rows: list[Any]
+    vectors = np.asarray(result.vectors)
     if job.encoding_format == "base64":
-        little = result.vectors.astype("<f4", copy=False)
+        little = vectors.astype("<f4", copy=False)
         rows = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
     else:
-        rows = result.vectors.tolist()
+        rows = vectors.tolist()
     return {
         "object": "list",
         "data": [{"object": "embedding", "index": index, "embedding": row} for index, row in enumerate(rows)],
@@ -78,23 +141,46 @@ def _render_openai(job: EmbedJob, result: EmbedResult, host: ModelHost) -> dict[
     }
 
 
-def _render_tei(job: EmbedJob, result: EmbedResult, host: ModelHost) -> list[list[float]]:
-    rows: list[list[float]] = result.vectors.tolist()
+def _render_vectors(job: EmbedJob, result: EmbedResult, host: ModelHost) -> list[list[float]]:
+    """TEI ``/embed``: a list of vectors, also for a single string."""
+    rows: list[list[float]] = np.asarray(result.vectors).tolist()
     return rows
 
 
-async def openai_embeddings(request: Request) -> Response:
-    """``POST /v1/embeddings``: OpenAI's embeddings API."""
-    return await _embed_route(request, parse_openai, _render_openai)
+def _render_token_vectors(job: EmbedJob, result: EmbedResult, host: ModelHost) -> list[list[list[float]]]:
+    """TEI ``/embed_all``: per text, one vector per token."""
+    return [np.asarray(tokens).tolist() for tokens in result.vectors]
 
 
-async def tei_embed(request: Request) -> Response:
-    """``POST /embed``: text-embeddings-inference's embed API (a list of vectors)."""
-    return await _embed_route(request, parse_tei, _render_tei)
+def _render_similarity(job: EmbedJob, result: EmbedResult, host: ModelHost) -> list[float]:
+    """TEI ``/similarity``: the cosine of the source sentence (row 0) with each other sentence."""
+    vectors = np.asarray(result.vectors, dtype=np.float64)
+    norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+    cosines = (vectors[1:] @ vectors[0]) / (norms[1:] * norms[0])
+    scores: list[float] = cosines.astype(np.float32).tolist()
+    return scores
+
+
+def _render_tokens(job: TokenizeJob, result: TokenizeResult, host: ModelHost) -> list[list[dict[str, Any]]]:
+    """TEI ``/tokenize``: per text a list of ``{id, text, special, start, stop}``."""
+    return [
+        [{"id": t.id, "text": t.text, "special": t.special, "start": t.start, "stop": t.stop} for t in row]
+        for row in result.rows
+    ]
+
+
+OPENAI: Api[EmbedJob, EmbedResult] = Api(parse_openai, ModelHost.embed, _render_openai)
+TEI_EMBED: Api[EmbedJob, EmbedResult] = Api(parse_tei, ModelHost.embed, _render_vectors)
+TEI_EMBED_ALL: Api[EmbedJob, EmbedResult] = Api(parse_tei_all, ModelHost.embed, _render_token_vectors)
+TEI_SIMILARITY: Api[EmbedJob, EmbedResult] = Api(parse_similarity, ModelHost.embed, _render_similarity, is_similarity)
+TEI_TOKENIZE: Api[TokenizeJob, TokenizeResult] = Api(parse_tokenize, ModelHost.tokenize, _render_tokens)
+
+
+# -- the other routes -------------------------------------------------------------------------------
 
 
 async def health(request: Request) -> Response:
-    """``GET /health``: 200 once the model is loaded and a probe encode succeeded; 503 while loading or draining."""
+    """``GET /health`` (TEI: also ``GET /`` and ``/ping``): 200 once loaded and probed; 503 loading or draining."""
     host = _host(request)
     body: dict[str, Any] = {"status": host.state.value}
     if host.state is State.READY:
@@ -172,11 +258,29 @@ async def error_response(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _post(path: str, *apis: Api[Any, Any]) -> Route:
+    """``POST path`` served by :func:`serve_api` with ``apis``."""
+    name = path.strip("/").replace("/", "_") or "root"
+    return Route(path, functools.partial(serve_api, apis=apis), methods=["POST"], name=f"post_{name}")
+
+
 ROUTES = [
-    Route("/v1/embeddings", openai_embeddings, methods=["POST"]),
-    Route("/embed", tei_embed, methods=["POST"]),
+    _post("/v1/embeddings", OPENAI),
+    _post("/embeddings", OPENAI),
+    _post("/embed", TEI_EMBED),
+    _post("/embed_all", TEI_EMBED_ALL),
+    _post("/similarity", TEI_SIMILARITY),
+    _post("/tokenize", TEI_TOKENIZE),
+    _post("/", TEI_SIMILARITY, TEI_EMBED),
+    _post("/invocations", TEI_SIMILARITY, TEI_EMBED),
     Route("/health", health, methods=["GET"]),
+    Route("/", health, methods=["GET"]),
+    Route("/ping", health, methods=["GET"]),
     Route("/info", info, methods=["GET"]),
     Route("/v1/models", models, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
 ]
+# The metrics' ``endpoint`` label takes these values (anything else is ``other``).
+API_PATHS = frozenset(route.path for route in ROUTES)
+# GET (and HEAD) of these need no API key: the health checks.
+PUBLIC_PATHS = frozenset({"/health", "/", "/ping"})

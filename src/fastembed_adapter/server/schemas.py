@@ -1,24 +1,50 @@
-"""Request bodies of the two embedding endpoints, parsed and checked into one ``EmbedJob``.
+"""Request bodies of the endpoints, parsed and checked into one ``EmbedJob`` or ``TokenizeJob``.
 
 ``POST /v1/embeddings`` follows OpenAI's embeddings API (``input``, ``model``, ``encoding_format``,
-``dimensions``, ``user``); ``POST /embed`` follows text-embeddings-inference (``inputs``,
-``normalize``, ``truncate``, ``truncation_direction``, ``prompt_name``, ``dimensions``). Unknown
-fields are ignored, as both services do; wrong types raise ``RequestValidationError`` (422)
-naming the field, too many inputs raise ``PayloadTooLargeError`` (413).
+``dimensions``, ``user``). The text-embeddings-inference (TEI) routes follow TEI's request types
+(``router/src/http/types.rs``): ``/embed`` (``inputs``, ``normalize``, ``truncate``,
+``truncation_direction``, ``prompt_name``, ``dimensions``), ``/embed_all`` (the same without
+``normalize`` and ``dimensions``), ``/similarity`` (``inputs: {source_sentence, sentences}`` and
+optional ``parameters: {truncate, truncation_direction, prompt_name}``) and ``/tokenize``
+(``inputs``, ``add_special_tokens``, ``prompt_name``). As in TEI, ``truncate`` left out means the
+server's ``auto_truncate``. Unknown fields are ignored, as both services do; wrong types and
+empty inputs raise ``RequestValidationError`` (422) naming the field, too many inputs raise
+``PayloadTooLargeError`` (413).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from .errors import PayloadTooLargeError, RequestValidationError
 from .settings import ServerSettings
 
-__all__ = ["ENCODING_FORMATS", "EmbedJob", "parse_json", "parse_openai", "parse_tei"]
+__all__ = [
+    "ENCODING_FORMATS",
+    "EmbedJob",
+    "Output",
+    "TokenizeJob",
+    "is_similarity",
+    "parse_json",
+    "parse_openai",
+    "parse_similarity",
+    "parse_tei",
+    "parse_tei_all",
+    "parse_tokenize",
+]
 
 ENCODING_FORMATS = ("float", "base64")
+
+
+class Output(str, Enum):
+    """What an embedding job computes per text."""
+
+    SENTENCE = "sentence"  # what encode() returns: the sentence embedding after every module
+    UNNORMALIZED = "unnormalized"  # the sentence embedding without a final Normalize module
+    TOKENS = "tokens"  # the transformer's vector of every token (no pooling)
 
 
 @dataclass(frozen=True)
@@ -33,6 +59,7 @@ class EmbedJob:
         normalize: L2-normalise the returned vectors.
         dimensions: keep only the first ``dimensions`` values (Matryoshka truncation).
         encoding_format: ``float`` (JSON numbers) or ``base64`` (little-endian float32 bytes).
+        output: sentence embeddings as ``encode()`` returns them, before the final Normalize, or per token.
     """
 
     texts: list[str]
@@ -42,6 +69,22 @@ class EmbedJob:
     normalize: bool = False
     dimensions: int | None = None
     encoding_format: str = "float"
+    output: Output = Output.SENTENCE
+
+
+@dataclass(frozen=True)
+class TokenizeJob:
+    """One ``/tokenize`` request.
+
+    Attributes:
+        texts: the inputs, in order (at least one, none empty).
+        prompt_name: a prompt of the model config to prepend (None: the model's default prompt).
+        add_special_tokens: add the model's special tokens (CLS/SEP, BOS/EOS), as encoding does.
+    """
+
+    texts: list[str]
+    prompt_name: str | None = None
+    add_special_tokens: bool = True
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -55,29 +98,20 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _texts(data: dict[str, Any], field_name: str, settings: ServerSettings) -> tuple[list[str], bool]:
-    if field_name not in data:
-        raise RequestValidationError(f"'{field_name}' is required: a string or a list of strings.")
-    value = data[field_name]
-    if isinstance(value, str):
-        texts, singular = [value], True
-    elif isinstance(value, list):
-        texts, singular = value, False
-    else:
-        raise RequestValidationError(
-            f"'{field_name}' must be a string or a list of strings, got {type(value).__name__}."
-        )
-    if not texts:
-        raise RequestValidationError(f"'{field_name}' is an empty list; send at least one text.")
-    if len(texts) > settings.max_inputs:
+def _check_count(where: str, count: int, settings: ServerSettings) -> None:
+    if count > settings.max_inputs:
         raise PayloadTooLargeError(
-            f"'{field_name}' has {len(texts)} texts; this server accepts at most {settings.max_inputs} per request "
+            f"{where} has {count} texts; this server accepts at most {settings.max_inputs} per request "
             "(--max-inputs). Split the request."
         )
-    for index, text in enumerate(texts):
+
+
+def _string_list(value: list[Any], name: str) -> list[str]:
+    """``value`` checked to hold only non-empty strings (``name`` is the field, for the errors)."""
+    for index, text in enumerate(value):
+        where = f"'{name}[{index}]'"
         if isinstance(text, str):
             if not text:
-                where = f"'{field_name}'" if singular else f"'{field_name}[{index}]'"
                 raise RequestValidationError(f"{where} is an empty string; every input must hold some text.")
             continue
         hint = ""
@@ -86,18 +120,35 @@ def _texts(data: dict[str, Any], field_name: str, settings: ServerSettings) -> t
                 " Token-id arrays are not supported (they belong to another tokenizer): send the text itself, "
                 "e.g. LangChain's OpenAIEmbeddings(check_embedding_ctx_length=False)."
             )
-        raise RequestValidationError(
-            f"'{field_name}[{index}]' is {type(text).__name__}; every input must be a string.{hint}"
-        )
-    return list(texts), singular
+        raise RequestValidationError(f"{where} is {type(text).__name__}; every input must be a string.{hint}")
+    return list(value)
 
 
-def _optional(data: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
+def _texts(data: dict[str, Any], field_name: str, settings: ServerSettings) -> tuple[list[str], bool]:
+    if field_name not in data:
+        raise RequestValidationError(f"'{field_name}' is required: a string or a list of strings.")
+    value = data[field_name]
+    where = f"'{field_name}'"
+    if isinstance(value, str):
+        if not value:
+            raise RequestValidationError(f"{where} is an empty string; every input must hold some text.")
+        return [value], True
+    if not isinstance(value, list):
+        raise RequestValidationError(f"{where} must be a string or a list of strings, got {type(value).__name__}.")
+    if not value:
+        raise RequestValidationError(f"{where} is an empty list; send at least one text.")
+    _check_count(where, len(value), settings)
+    return _string_list(value, field_name), False
+
+
+def _optional(data: dict[str, Any], name: str, kind: type, default: Any = None, prefix: str = "") -> Any:
     value = data.get(name)
     if value is None:
         return default
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise RequestValidationError(f"'{name}' must be a {kind.__name__}, got {type(value).__name__} ({value!r:.40}).")
+        raise RequestValidationError(
+            f"'{prefix}{name}' must be a {kind.__name__}, got {type(value).__name__} ({value!r:.40})."
+        )
     return value
 
 
@@ -108,9 +159,20 @@ def _dimensions(data: dict[str, Any]) -> int | None:
     return value
 
 
-def parse_openai(body: bytes, settings: ServerSettings) -> EmbedJob:
+def _truncate(data: dict[str, Any], settings: ServerSettings, prefix: str = "") -> bool:
+    """TEI's ``truncate`` (left out: the server's ``auto_truncate``) after checking ``truncation_direction``."""
+    direction = _optional(data, "truncation_direction", str, "Right", prefix)
+    if direction.lower() != "right":
+        raise RequestValidationError(
+            f"'{prefix}truncation_direction' {direction!r} is not supported; only 'Right' is (sentence-transformers' "
+            "truncation)."
+        )
+    truncate: bool = _optional(data, "truncate", bool, settings.auto_truncate, prefix)
+    return truncate
+
+
+def parse_openai(data: dict[str, Any], settings: ServerSettings) -> EmbedJob:
     """An OpenAI ``/v1/embeddings`` body. ``model`` is accepted whatever it names (one model per replica)."""
-    data = parse_json(body)
     texts, singular = _texts(data, "input", settings)
     _optional(data, "model", str)
     _optional(data, "user", str)
@@ -128,21 +190,80 @@ def parse_openai(body: bytes, settings: ServerSettings) -> EmbedJob:
     )
 
 
-def parse_tei(body: bytes, settings: ServerSettings) -> EmbedJob:
-    """A text-embeddings-inference ``/embed`` body (``normalize`` defaults to true, as in TEI)."""
-    data = parse_json(body)
+def parse_tei(data: dict[str, Any], settings: ServerSettings) -> EmbedJob:
+    """A TEI ``/embed`` body. ``normalize`` defaults to true; false asks for the vector before normalisation.
+
+    As TEI, ``normalize: false`` returns the pooled vector (after Dense/LayerNorm modules) without
+    the model's final ``Normalize`` module, and ``normalize: true`` L2-normalises it (after
+    ``dimensions`` truncation either way).
+    """
     texts, singular = _texts(data, "inputs", settings)
-    direction = _optional(data, "truncation_direction", str, "Right")
-    if direction.lower() != "right":
-        raise RequestValidationError(
-            f"'truncation_direction' {direction!r} is not supported; only 'Right' is (sentence-transformers' "
-            "truncation)."
-        )
+    normalize: bool = _optional(data, "normalize", bool, True)
     return EmbedJob(
         texts=texts,
         singular=singular,
         prompt_name=_optional(data, "prompt_name", str),
-        truncate=_optional(data, "truncate", bool, settings.auto_truncate),
-        normalize=_optional(data, "normalize", bool, True),
+        truncate=_truncate(data, settings),
+        normalize=normalize,
         dimensions=_dimensions(data),
+        output=Output.SENTENCE if normalize else Output.UNNORMALIZED,
+    )
+
+
+def parse_tei_all(data: dict[str, Any], settings: ServerSettings) -> EmbedJob:
+    """A TEI ``/embed_all`` body: per-token vectors, so no ``normalize`` or ``dimensions``."""
+    texts, singular = _texts(data, "inputs", settings)
+    return EmbedJob(
+        texts=texts,
+        singular=singular,
+        prompt_name=_optional(data, "prompt_name", str),
+        truncate=_truncate(data, settings),
+        output=Output.TOKENS,
+    )
+
+
+def is_similarity(data: dict[str, Any]) -> bool:
+    """Whether a body sent to ``POST /`` is TEI's sentence-similarity shape (``inputs`` is an object)."""
+    return isinstance(data.get("inputs"), dict)
+
+
+def parse_similarity(data: dict[str, Any], settings: ServerSettings) -> EmbedJob:
+    """A TEI ``/similarity`` body; the job's texts are the source sentence, then the others."""
+    inputs = data.get("inputs")
+    if not isinstance(inputs, dict):
+        got = "nothing" if inputs is None else type(inputs).__name__
+        raise RequestValidationError(
+            f'\'inputs\' must be an object {{"source_sentence": str, "sentences": [str, ...]}}, got {got}.'
+        )
+    source = inputs.get("source_sentence")
+    if not isinstance(source, str) or not source:
+        got = "an empty string" if source == "" else type(source).__name__ if source is not None else "nothing"
+        raise RequestValidationError(f"'inputs.source_sentence' must be a non-empty string, got {got}.")
+    sentences = inputs.get("sentences")
+    if not isinstance(sentences, list):
+        got = "nothing" if sentences is None else type(sentences).__name__
+        raise RequestValidationError(f"'inputs.sentences' must be a list of strings, got {got}.")
+    if not sentences:
+        raise RequestValidationError("'inputs.sentences' is an empty list; send at least one sentence to compare.")
+    _check_count("'inputs.sentences' with 'inputs.source_sentence'", len(sentences) + 1, settings)
+    others = _string_list(sentences, "inputs.sentences")
+    parameters = data.get("parameters")
+    if parameters is None:
+        parameters = {}
+    elif not isinstance(parameters, dict):
+        raise RequestValidationError(f"'parameters' must be an object, got {type(parameters).__name__}.")
+    return EmbedJob(
+        texts=[source, *others],
+        prompt_name=_optional(parameters, "prompt_name", str, prefix="parameters."),
+        truncate=_truncate(parameters, settings, "parameters."),
+    )
+
+
+def parse_tokenize(data: dict[str, Any], settings: ServerSettings) -> TokenizeJob:
+    """A TEI ``/tokenize`` body (``add_special_tokens`` defaults to true, as in TEI)."""
+    texts, _ = _texts(data, "inputs", settings)
+    return TokenizeJob(
+        texts=texts,
+        prompt_name=_optional(data, "prompt_name", str),
+        add_special_tokens=_optional(data, "add_special_tokens", bool, True),
     )

@@ -39,7 +39,9 @@ class ServerSettings:
         max_queue: requests queued or running at once; more get 429 with ``Retry-After``.
         max_inputs: texts per request; more get 413.
         max_body_bytes: request body size; larger bodies get 413.
-        auto_truncate: truncate over-long texts by default (else 413 unless the request asks).
+        auto_truncate: truncate texts over ``max_seq_length`` unless a request sends ``truncate: false``
+            (on by default, as sentence-transformers and TEI do); off, they get 413 unless the
+            request sends ``truncate: true`` (the CLI's ``--no-auto-truncate``).
         cache_size: LRU embedding cache entries of this replica (0 disables it).
         api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>``.
         drain_timeout: seconds in-flight requests get to finish after SIGTERM.
@@ -59,7 +61,7 @@ class ServerSettings:
     max_queue: int = 256
     max_inputs: int = 512
     max_body_bytes: int = 2 * 1024 * 1024
-    auto_truncate: bool = False
+    auto_truncate: bool = True
     cache_size: int = 1024
     api_key: str | None = field(default=None, repr=False)
     drain_timeout: float = 30.0
