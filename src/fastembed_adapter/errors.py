@@ -64,7 +64,7 @@ class MissingExtraError(FastembedAdapterError, ImportError):
 
     def __init__(self, extra: str, missing: str) -> None:
         super().__init__(
-            f"This feature needs the '{extra}' extra (could not import {missing!r}). "
+            f"This feature needs the '{extra}' extra; not installed: {missing}. "
             f"Install it with: pip install 'fastembed-adapter[{extra}]'"
         )
         self.extra = extra

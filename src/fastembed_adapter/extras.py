@@ -1,21 +1,54 @@
-"""Check that an optional dependency group (extra) is installed, at a subpackage's ``__init__``."""
+"""What is installed: extras checked at a subpackage's ``__init__``, and package versions for reports."""
 
 from __future__ import annotations
 
-import importlib.util
+import platform
 from collections.abc import Iterable
+from importlib import metadata
 
 from .errors import MissingExtraError
 
-__all__ = ["require_extra"]
+__all__ = ["missing_requirements", "require_extra", "versions"]
 
 
-def require_extra(extra: str, modules: Iterable[str]) -> None:
-    """Raise ``MissingExtraError`` naming ``pip install 'fastembed-adapter[extra]'`` if a module is missing."""
-    for module in modules:
+def versions(names: Iterable[str]) -> dict[str, str]:
+    """``{"python": ..., name: version}`` for each of ``names`` that is installed (missing ones left out)."""
+    found = {"python": platform.python_version()}
+    for name in names:
         try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:  # a parent package is missing
-            found = False
-        if not found:
-            raise MissingExtraError(extra, module)
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def missing_requirements(extra: str, distribution: str = "fastembed-adapter") -> list[str]:
+    """The distributions ``distribution[extra]`` requires that are not installed here.
+
+    Read from the installed distribution's own metadata (markers such as ``sys_platform`` evaluated),
+    so the check cannot drift from ``pyproject.toml``. Only presence is checked: pip enforced the
+    versions at install, and a newer release someone chose must not lock them out at import.
+    """
+    from packaging.requirements import Requirement  # huggingface-hub's dependency, always present
+
+    try:
+        requirements = metadata.requires(distribution) or []
+    except metadata.PackageNotFoundError:  # not installed at all: nothing to compare against
+        return []
+    missing = []
+    for line in requirements:
+        requirement = Requirement(line)
+        if requirement.marker is None or not requirement.marker.evaluate({"extra": extra}):
+            continue  # a base dependency, another extra's, or not for this platform
+        try:
+            metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            missing.append(requirement.name)
+    return missing
+
+
+def require_extra(extra: str) -> None:
+    """Raise ``MissingExtraError`` naming ``pip install 'fastembed-adapter[extra]'`` if the extra is incomplete."""
+    missing = missing_requirements(extra)
+    if missing:
+        raise MissingExtraError(extra, ", ".join(missing))

@@ -41,10 +41,15 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalise rows: ``x / max(||x||, 1e-12)`` like ``torch.nn.functional.normalize``."""
+def normalize(vectors: np.ndarray, dtype: type[np.floating[Any]] = np.float32) -> np.ndarray:
+    """L2-normalise rows: ``x / max(||x||, 1e-12)`` like ``torch.nn.functional.normalize``, in ``dtype``.
+
+    float32 (the default) is what the model's ``Normalize`` module computes; quality measurements
+    pass float64.
+    """
+    vectors = np.asarray(vectors, dtype=dtype)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    result: np.ndarray = (vectors / np.maximum(norms, _NORM_EPS)).astype(np.float32, copy=False)
+    result: np.ndarray = vectors / np.maximum(norms, _NORM_EPS)
     return result
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..extras import require_extra
 
-require_extra("bench", ("psutil", "matplotlib", "torch", "sentence_transformers"))
+require_extra("bench")
 
 from .backends import BACKENDS  # noqa: E402
 from .runner import BenchOptions, run_bench  # noqa: E402

@@ -107,8 +107,18 @@ def _pytorch(backend: Backend, ctx: LoadContext) -> Embedder:
 
 
 def _st_onnx(backend: Backend, ctx: LoadContext) -> Embedder:
+    import importlib.util
+
     import onnxruntime as ort
     from sentence_transformers import SentenceTransformer
+
+    if importlib.util.find_spec("optimum") is None:
+        import transformers
+
+        raise UnavailableError(
+            "sentence-transformers' ONNX backend needs optimum, which is not installed: optimum-onnx requires "
+            f"transformers < 4.58 and this environment has transformers {transformers.__version__}."
+        )
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = ctx.threads

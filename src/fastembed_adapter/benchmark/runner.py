@@ -24,6 +24,7 @@ import numpy as np
 
 from ..cpu import available_cpus, detect_target, int8_file_name
 from ..errors import FastembedAdapterError, InvalidInputError, ModelNotFoundError
+from ..extras import versions
 from ..layout import onnx_size
 from .backends import BACKENDS, BASELINE, Backend, Kind, Precision, by_name
 from .gemm import gemm_ceiling
@@ -165,25 +166,15 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    names = (
-        "fastembed-adapter",
-        "onnxruntime",
-        "torch",
-        "sentence-transformers",
-        "optimum-onnx",
-        "fastembed",
-        "tokenizers",
-    )
-    found = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+_VERSIONED = (
+    "fastembed-adapter",
+    "onnxruntime",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "fastembed",
+    "tokenizers",
+)
 
 
 def _say(options: BenchOptions, message: str) -> None:
@@ -289,7 +280,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "seconds": (dt.datetime.now() - started).total_seconds(),
         "options": options_json | {"threads": threads, "int8_file": int8},
         "machine": _machine(),
-        "versions": _versions(),
+        "versions": versions(_VERSIONED),
         "peak": {"int8_gmacs": options.peak_int8_gmacs, "fp32_gmacs": options.peak_fp32_gmacs, "source": PEAK_SOURCE},
         "gemm_ceiling": ceiling,
         "model_config": {

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..modules import normalize
+
 __all__ = ["encoder_macs", "per_run_figures", "quality", "ratio_summary", "spread"]
 
 TOP_K = 10
@@ -94,14 +96,8 @@ def encoder_macs(config: Mapping[str, Any], tokens: Sequence[int]) -> float:
     return float(layers * per_layer.sum())
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    unit: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return unit
-
-
 def _top_k(queries: np.ndarray, corpus: np.ndarray, k: int) -> np.ndarray:
-    sims = _unit(queries) @ _unit(corpus).T
+    sims = normalize(queries, np.float64) @ normalize(corpus, np.float64).T
     return np.argsort(-sims, axis=1, kind="stable")[:, :k]
 
 
@@ -114,7 +110,7 @@ def quality(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
     parts = ("queries", "short", "long")
     ref = np.concatenate([reference[p] for p in parts])
     cand = np.concatenate([candidate[p] for p in parts])
-    cosines = np.sum(_unit(ref) * _unit(cand), axis=1)
+    cosines = np.sum(normalize(ref, np.float64) * normalize(cand, np.float64), axis=1)
     corpus_ref = np.concatenate([reference["short"], reference["long"]])
     corpus_cand = np.concatenate([candidate["short"], candidate["long"]])
     k = max(1, min(TOP_K, len(corpus_ref)))

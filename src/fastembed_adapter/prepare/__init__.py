@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..extras import require_extra
 
-require_extra("prepare", ("torch", "sentence_transformers", "transformers", "onnx", "onnxscript"))
+require_extra("prepare")
 
 from .pipeline import STAGES, PrepareOptions, prepare_model  # noqa: E402
 

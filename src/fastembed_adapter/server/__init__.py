@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..extras import require_extra
 
-require_extra("serve", ("starlette", "uvicorn", "anyio"))
+require_extra("serve")
 
 from .app import create_app  # noqa: E402
 from .runner import run  # noqa: E402

@@ -9,8 +9,9 @@ Server-only classes extend the library tree in :mod:`fastembed_adapter.errors`::
     ├── ModelFolderError                       503 model_unavailable
     ├── InferenceError                         500 inference_error
     ├── UnauthorizedError(PermissionError)     401 unauthorized      missing or wrong API key
-    ├── OverloadedError(RuntimeError)          429 overloaded        queue full (with Retry-After)
-    └── NotReadyError(RuntimeError)            503 not_ready         loading or draining (with Retry-After)
+    └── RetryAfterError(RuntimeError)                                 answered with a Retry-After header
+        ├── OverloadedError                    429 overloaded        queue full
+        └── NotReadyError                      503 not_ready         loading or draining
 
 Every error body has the OpenAI shape ``{"error": {"message", "type", "code"}}`` (``code`` is
 the HTTP status) so OpenAI clients raise their usual exceptions; ``request_id`` is added.
@@ -31,6 +32,7 @@ __all__ = [
     "OverloadedError",
     "PayloadTooLargeError",
     "RequestValidationError",
+    "RetryAfterError",
     "UnauthorizedError",
     "error_body",
     "status_of",
@@ -49,20 +51,20 @@ class UnauthorizedError(FastembedAdapterError, PermissionError):
     """An API key is configured and the request did not present it."""
 
 
-class OverloadedError(FastembedAdapterError, RuntimeError):
+class RetryAfterError(FastembedAdapterError, RuntimeError):
+    """A refusal the client should retry after ``retry_after`` seconds (sent as ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OverloadedError(RetryAfterError):
     """The request queue is full; retry later (HTTP 429)."""
 
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
-
-class NotReadyError(FastembedAdapterError, RuntimeError):
+class NotReadyError(RetryAfterError):
     """The model is still loading, failed to load, or the replica is draining (HTTP 503)."""
-
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,8 @@ def error_body(exc: BaseException, request_id: str | None = None) -> tuple[int, 
     if request_id is not None:
         body["request_id"] = request_id
     headers: dict[str, str] = {}
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int):
-        headers["Retry-After"] = str(retry_after)
+    if isinstance(exc, RetryAfterError):
+        headers["Retry-After"] = str(exc.retry_after)
     if found.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return found.status, body, headers

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import base64
 import functools
-import platform
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
@@ -29,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..extras import versions
+from ..modules import normalize
 from .batching import Arrival
 from .engine import EmbedResult, ModelHost, State, TokenizeResult
 from .errors import PayloadTooLargeError, error_body
@@ -154,9 +154,8 @@ def _render_token_vectors(job: EmbedJob, result: EmbedResult, host: ModelHost) -
 
 def _render_similarity(job: EmbedJob, result: EmbedResult, host: ModelHost) -> list[float]:
     """TEI ``/similarity``: the cosine of the source sentence (row 0) with each other sentence."""
-    vectors = np.asarray(result.vectors, dtype=np.float64)
-    norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
-    cosines = (vectors[1:] @ vectors[0]) / (norms[1:] * norms[0])
+    unit = normalize(np.asarray(result.vectors), np.float64)
+    cosines = unit[1:] @ unit[0]
     scores: list[float] = cosines.astype(np.float32).tolist()
     return scores
 
@@ -188,16 +187,6 @@ async def health(request: Request) -> Response:
     if host.error:
         body["error"] = host.error
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
-
-
-def _versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 async def info(request: Request) -> Response:
@@ -233,7 +222,7 @@ async def info(request: Request) -> Response:
                 "max_queue": settings.max_queue,
                 "auto_truncate": settings.auto_truncate,
             },
-            "versions": _versions(),
+            "versions": versions(_VERSIONED),
         }
     )
 
