@@ -26,7 +26,7 @@ from pathlib import Path
 from fastembed_adapter import OnnxSentenceEncoder
 from fastembed_adapter.cpu import detect_target
 from fastembed_adapter.prepare.quantize import RECIPES, Calibration, quantize_int8
-from fastembed_adapter.prepare.texts import calibration_texts, validation_texts
+from fastembed_adapter.texts import calibration_texts, validation_texts
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:

@@ -21,7 +21,7 @@ from fastembed_adapter.prepare.pertoken import rewrite_per_token
 from fastembed_adapter.prepare.quantize import RECIPES, Calibration, Recipe, quantize_int8
 from fastembed_adapter.prepare.sensitivity import node_errors
 from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
-from fastembed_adapter.prepare.texts import calibration_texts
+from fastembed_adapter.texts import calibration_texts
 
 CALIBRATION = calibration_texts()[:48]
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import texts
+
 __all__ = ["Workload", "build_workload"]
 
 _SEED = 20240611
@@ -31,17 +33,15 @@ _QUESTIONS = ["why did", "when did", "how often has", "who said", "where did"]
 
 
 class _Writer:
-    """Builds texts from ``prepare``'s vocabulary (imported here: the workers never load it)."""
+    """Builds texts from the built-in vocabulary (:mod:`fastembed_adapter.texts`)."""
 
     def __init__(self, seed: int) -> None:
-        from ..prepare import texts
-
         self.rng = random.Random(seed)
-        self.subjects: list[str] = texts._SUBJECTS
-        self.verbs: list[str] = texts._VERBS
-        self.objects: list[str] = texts._OBJECTS
-        self.queries: list[str] = texts._QUERIES
-        self.numbers: list[str] = texts._NUMBERS
+        self.subjects = texts.SUBJECTS
+        self.verbs = texts.VERBS
+        self.objects = texts.OBJECTS
+        self.queries = texts.QUERIES
+        self.numbers = texts.NUMBERS
 
     def sentence(self) -> str:
         rng = self.rng

@@ -25,12 +25,12 @@ from ..cpu import QuantTarget, available_cpus, detect_target, int8_file_name
 from ..errors import InvalidInputError, ModelNotFoundError, ValidationFailedError
 from ..hub import FP32_FILE, check_repo_id
 from ..layout import MANIFEST_NAME, onnx_size, read_json, read_layout
-from .bench import quick_benchmark
+from ..texts import calibration_texts, load_texts, validation_texts
 from .compat import loadable
 from .export import export_fp32, optimize_fp32
 from .quantize import RECIPES, Calibration, Recipe, quantize_int8
 from .report import write_reports
-from .texts import calibration_texts, load_texts, validation_texts
+from .speed import quick_benchmark
 from .validate import Quality, QualityTarget, compare
 from .writer import WEIGHT_SUFFIXES, check_output, file_table, remove_onnx, staging, write_json
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..cpu import available_cpus
-from .texts import calibration_texts
+from ..texts import calibration_texts
 
 __all__ = ["quick_benchmark"]
 

@@ -1,4 +1,6 @@
-"""Built-in, deterministic text sets for validation (and, separately, calibration).
+"""Built-in, deterministic texts: validation and calibration sets, and the benchmark's vocabulary.
+
+Stdlib only: ``prepare`` and ``benchmark`` both read it, neither owns it.
 
 They cover what users send: short queries, sentences, long passages past the truncation
 length, several languages and scripts, code, numbers/URLs/emoji. Validation and calibration
@@ -10,9 +12,21 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-__all__ = ["calibration_texts", "load_texts", "validation_texts"]
+__all__ = [
+    "CODE",
+    "EDGE",
+    "MULTILINGUAL",
+    "NUMBERS",
+    "OBJECTS",
+    "QUERIES",
+    "SUBJECTS",
+    "VERBS",
+    "calibration_texts",
+    "load_texts",
+    "validation_texts",
+]
 
-_SUBJECTS = [
+SUBJECTS = [
     "The new database index",
     "A small team in Berlin",
     "Our customer support bot",
@@ -30,7 +44,7 @@ _SUBJECTS = [
     "The football club",
     "An old lighthouse keeper",
 ]
-_VERBS = [
+VERBS = [
     "reduced",
     "announced",
     "explained",
@@ -48,7 +62,7 @@ _VERBS = [
     "tested",
     "forgot",
 ]
-_OBJECTS = [
+OBJECTS = [
     "query latency by forty percent",
     "a plan to plant ten thousand trees",
     "the refund policy to angry users",
@@ -66,7 +80,7 @@ _OBJECTS = [
     "the score of last night's match",
     "the meaning of an ancient poem",
 ]
-_QUERIES = [
+QUERIES = [
     "how to reset password",
     "cheap flights to lisbon",
     "python sort dict by value",
@@ -88,7 +102,7 @@ _QUERIES = [
     "largest planet",
     "fix leaking tap",
 ]
-_MULTILINGUAL = [
+MULTILINGUAL = [
     "Der Zug nach München hat heute zwanzig Minuten Verspätung.",
     "Je voudrais réserver une table pour deux personnes ce soir.",
     "¿Dónde está la estación de tren más cercana?",
@@ -110,7 +124,7 @@ _MULTILINGUAL = [
     "Dziś w Warszawie pada deszcz.",
     "Kiitos paljon avustasi eilen!",
 ]
-_CODE = [
+CODE = [
     "def add(a, b):\n    return a + b",
     "SELECT name, COUNT(*) FROM users GROUP BY name HAVING COUNT(*) > 1;",
     "for (int i = 0; i < n; ++i) { sum += v[i]; }",
@@ -124,7 +138,7 @@ _CODE = [
     '{"id": 17, "tags": ["a", "b"], "active": true}',
     "regex: ^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}$",
 ]
-_NUMBERS = [
+NUMBERS = [
     "Order #48213 shipped on 2024-03-17 at 14:05 UTC.",
     "Call +1 (415) 555-0132 or email help@example.com.",
     "https://example.org/docs/v2/getting-started?lang=en#install",
@@ -136,7 +150,7 @@ _NUMBERS = [
     "Flight LH 2417 departs gate B42 at 06:35.",
     "Version 3.11.7 fixes CVE-2023-40217 and 12 other bugs.",
 ]
-_EDGE = [
+EDGE = [
     "",
     " ",
     "a",
@@ -154,23 +168,23 @@ _EDGE = [
 def _long_passage(rng: random.Random, sentences: int) -> str:
     parts = []
     for _ in range(sentences):
-        parts.append(f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}.")
+        parts.append(f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}.")
         if rng.random() < 0.3:
-            parts.append(rng.choice(_NUMBERS))
+            parts.append(rng.choice(NUMBERS))
     return " ".join(parts)
 
 
 def _build(seed: int, n_sentences: int, n_long: int) -> list[str]:
     rng = random.Random(seed)
-    texts = [f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}." for _ in range(n_sentences)]
+    texts = [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}." for _ in range(n_sentences)]
     texts += [_long_passage(rng, rng.randint(25, 60)) for _ in range(n_long)]
-    texts += [f"{rng.choice(_MULTILINGUAL)} {rng.choice(_MULTILINGUAL)}" for _ in range(10)]
+    texts += [f"{rng.choice(MULTILINGUAL)} {rng.choice(MULTILINGUAL)}" for _ in range(10)]
     return texts
 
 
 def validation_texts() -> list[str]:
     """The built-in validation set (>= 200 texts, fixed; separate from the calibration set)."""
-    fixed = _QUERIES + _MULTILINGUAL + _CODE + _NUMBERS + _EDGE
+    fixed = QUERIES + MULTILINGUAL + CODE + NUMBERS + EDGE
     texts = fixed + _build(seed=7, n_sentences=110, n_long=30)
     return list(dict.fromkeys(texts))  # stable de-duplication
 
