@@ -9,21 +9,10 @@ import onnx
 import onnx.numpy_helper
 import pytest
 
-from conftest import (
-    DECODERS,
-    FP32_FILE,
-    MORE_ARCHITECTURES,
-    TEXTS,
-    TINY_INT8_MIN_COSINE,
-    TINY_INT8_MIN_MEAN_COSINE,
-    TinySpec,
-    assert_close_fp32,
-    cosines,
-    int8_file,
-    run_prepare,
-)
+from checks import TINY_INT8_MIN_COSINE, TINY_INT8_MIN_MEAN_COSINE, assert_close_fp32, cosines
 from fastembed_adapter import OnnxSentenceEncoder, UnsupportedModelError
 from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
+from tiny import DECODERS, FP32_FILE, MORE_ARCHITECTURES, TEXTS, TinySpec, int8_file, run_prepare
 
 LONG = " ".join(TEXTS * 4)
 

@@ -13,7 +13,8 @@ import os
 import subprocess
 import sys
 
-from conftest import TINY_INT8_MIN_COSINE, TinySpec
+from checks import TINY_INT8_MIN_COSINE
+from tiny import TinySpec
 
 BACKENDS = ["pytorch-fp32", "st-onnx-fp32", "st-onnx-int8", "fastembed-int8", "ours-int8", "ours-fp32"]
 FIGURES = ["cold_start_s", "p50_ms", "p95_ms", "p99_ms", "short_texts_per_s", "long_texts_per_s", "peak_rss_mb"]

@@ -7,9 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from conftest import FP32_FILE, FP32_MAX_ABS, TEXTS
+from checks import FP32_MAX_ABS
 from fastembed_adapter import InvalidInputError, OnnxSentenceEncoder
 from fastembed_adapter.cache import EmbeddingCache
+from tiny import FP32_FILE, TEXTS
 
 
 @pytest.fixture()

@@ -6,9 +6,10 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import FP32_FILE, FP32_MAX_ABS, TEXTS, TinySpec
+from checks import FP32_MAX_ABS
 from fastembed_adapter import UnsupportedModelError
 from fastembed_adapter.prepare import export
+from tiny import FP32_FILE, TEXTS, TinySpec
 
 
 def _last_hidden_state(hf_dir, texts):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FP32_FILE, MAX_SEQ_LENGTH, POOLING_MODES, TinySpec, int8_file
 from fastembed_adapter import CorruptModelError, ModelNotFoundError, UnsupportedModelError
 from fastembed_adapter.layout import MANIFEST_NAME, Manifest, PoolingConfig, PoolingMode, file_sha256, read_layout
+from tiny import FP32_FILE, MAX_SEQ_LENGTH, POOLING_MODES, TinySpec, int8_file
 
 PROMPTS = {"query": "query: ", "document": "passage: "}
 

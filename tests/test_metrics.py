@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from conftest import FP32_FILE, TEXTS
 from fastembed_adapter import InvalidInputError, OnnxSentenceEncoder
+from tiny import FP32_FILE, TEXTS
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -8,7 +8,7 @@ import sys
 
 from tokenizers import Tokenizer
 
-from conftest import TinySpec
+from tiny import TinySpec
 
 HEAVY = ("torch", "transformers", "optimum", "sentence_transformers", "onnx")
 

@@ -5,18 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import (
-    FP32_FILE,
-    FP32_MIN_COSINE,
-    REAL_INT8_MIN_COSINE,
-    TEXTS,
-    assert_close_fp32,
-    assert_precision_close,
-    cosines,
-    int8_file,
-    read_json,
-)
+from checks import FP32_MIN_COSINE, REAL_INT8_MIN_COSINE, assert_close_fp32, assert_precision_close, cosines, read_json
 from fastembed_adapter import OnnxSentenceEncoder
+from tiny import FP32_FILE, TEXTS, int8_file
 
 pytestmark = pytest.mark.real_model
 

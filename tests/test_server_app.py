@@ -13,7 +13,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 from tokenizers import Tokenizer
 
-from conftest import MAX_SEQ_LENGTH
 from fastembed_adapter import InferenceError, InvalidInputError, ModelNotFoundError, OnnxSentenceEncoder
 from fastembed_adapter.server import ServerSettings, create_app
 from fastembed_adapter.server.engine import PROBE_TEXT
@@ -28,6 +27,7 @@ from fastembed_adapter.server.errors import (
 )
 from fastembed_adapter.server.logs import JsonFormatter
 from server_support import FP32_FILE, Gate, app_client, poll
+from tiny import MAX_SEQ_LENGTH
 
 TEXTS = ["The quick brown fox.", "How do I reset my password?", "a", "Numbers like 42 appear in reports."]
 LONG_TEXT = " ".join(["tokenizers split words into smaller pieces"] * 20)

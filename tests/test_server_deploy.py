@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import tomllib
 
-from conftest import TEST_CACHE
 from fastembed_adapter import cli
 from fastembed_adapter.server import ServerSettings
 from fastembed_adapter.server.routes import ROUTES
 from server_support import live_server
+from weights import TEST_CACHE
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")

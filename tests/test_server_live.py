@@ -13,9 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import MAX_SEQ_LENGTH, TinySpec
 from fastembed_adapter import OnnxSentenceEncoder
 from server_support import live_server
+from tiny import MAX_SEQ_LENGTH, TinySpec
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}

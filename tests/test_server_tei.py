@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import DENSE_OUT, HIDDEN, MAX_SEQ_LENGTH, TinySpec
 from fastembed_adapter import OnnxSentenceEncoder
 from fastembed_adapter.server import ServerSettings, create_app
 from fastembed_adapter.server.engine import PROBE_TEXT
@@ -21,6 +20,7 @@ from fastembed_adapter.server.outputs import Outputs
 from fastembed_adapter.server.routes import API_PATHS, PUBLIC_PATHS, ROUTES
 from fastembed_adapter.server.schemas import Output
 from server_support import FP32_FILE, Gate, app_client, poll
+from tiny import DENSE_OUT, HIDDEN, MAX_SEQ_LENGTH, TinySpec
 
 TEXTS = ["The quick brown fox.", "How do I reset my password?", "a", "Numbers like 42 appear in reports."]
 LONG_TEXT = " ".join(["tokenizers split words into smaller pieces"] * 20)

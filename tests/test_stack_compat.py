@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import sentence_transformers
 
-from conftest import FP32_FILE, HIDDEN, TEXTS, TinySpec, assert_close_fp32, run_prepare
+from checks import assert_close_fp32
 from fastembed_adapter import OnnxSentenceEncoder, UnsupportedModelError
 from fastembed_adapter.prepare.compat import loadable
+from tiny import FP32_FILE, HIDDEN, TEXTS, TinySpec, run_prepare
 
 ST_MAJOR = int(sentence_transformers.__version__.split(".")[0])
 SPEC = TinySpec("bert", pooling="cls", dense="tanh")  # not mean pooling: a lost pooling_mode would show
