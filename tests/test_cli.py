@@ -1,4 +1,4 @@
-"""The ``fastembed-adapter`` command: exit codes, one-line errors, ``info`` JSON."""
+"""The ``fastembed-adapter`` command: exit codes, one-line errors, ``--version``, ``info``, ``--quality-target``."""
 
 from __future__ import annotations
 
@@ -6,15 +6,54 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
+from pathlib import Path
 
-from conftest import FP32_FILE, int8_file
+import pytest
+
+from conftest import FP32_FILE, int8_file, read_json
+from fastembed_adapter.cli import main
+from fastembed_adapter.layout import MANIFEST_NAME
 
 CLI = [sys.executable, "-m", "fastembed_adapter.cli"]
+DEFAULT_TARGET = (0.99, 0.997, 0.95)
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEA_")}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300)
+def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FEA_")}
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, env={**base, **(env or {})}, cwd=cwd, timeout=300
+    )
+
+
+def _errors(stderr: str) -> list[str]:
+    """The ``error:`` lines of stderr (``prepare`` draws its progress bar there too)."""
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``main(args)`` in this process: (exit code, stdout, stderr); argparse's SystemExit becomes the code."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def captured_options(monkeypatch: pytest.MonkeyPatch) -> list:
+    """``prepare_model`` replaced by a recorder: the CLI's options, no work done (prints ``{}`` with --json)."""
+    import fastembed_adapter.prepare
+
+    seen: list = []
+
+    def record(options):
+        seen.append(options)
+        return {}
+
+    monkeypatch.setattr(fastembed_adapter.prepare, "prepare_model", record)
+    return seen
 
 
 def test_help():
@@ -50,24 +89,54 @@ def test_prepare_missing_model(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_info(prepared_base):
+def test_info_json_prints_the_manifest(prepared_base):
     folder = prepared_base("bert")
+    result = _run("info", str(folder), "--json")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(result.stdout)
+    assert manifest == read_json(folder / MANIFEST_NAME)
+    assert manifest["default_file"] == int8_file()
+    assert manifest["dimension"] == 32
+    assert manifest["pooling"] == ["mean"] and manifest["normalize"] is True
+    assert {FP32_FILE, int8_file()} <= set(manifest["files"])
+    assert manifest["validation"][int8_file()]["passed"] is True
+
+
+def test_info_for_humans(prepared_base):
+    folder = prepared_base("bert")
+    manifest = read_json(folder / MANIFEST_NAME)
     result = _run("info", str(folder))
     assert result.returncode == 0, result.stderr
-    info = json.loads(result.stdout)
-    assert info["file"] == int8_file()
-    assert info["dimension"] == 32
-    assert info["pooling"] == ["mean"] and info["normalize"] is True
-    assert sorted(info["onnx_files"]) == sorted([FP32_FILE, int8_file()])
-    assert info["validation"][int8_file()]["passed"] is True
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(result.stdout)
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert rows["file"].split()[1] == int8_file()
+    assert "32 dimensions, mean pooling, normalized" in rows["embedding"]
+    assert f"{manifest['recipe']} (INT8 for {manifest['target']})" in rows["recipe"]
+    target = manifest["quality_target"]
+    assert f"min cosine >= {target['min_cosine']}, mean cosine >= {target['mean_cosine']}" in rows["target"]
+    for name in (FP32_FILE, int8_file()):
+        cells = rows[name].split()
+        assert cells[-1] == "pass" and cells[-5] in ("kB", "MB"), rows[name]  # "161.5 kB"
+    assert "*" in rows[int8_file()].split() and "*" not in rows[FP32_FILE].split()
 
 
 def test_info_file_name_and_bad_folder(prepared_base, tmp_path):
     result = _run("info", str(prepared_base("bert")), "--file-name", FP32_FILE)
-    assert result.returncode == 0 and json.loads(result.stdout)["file"] == FP32_FILE
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    assert rows["file"][1] == FP32_FILE and "*" in rows[FP32_FILE]
     result = _run("info", str(tmp_path / "missing"))
     assert result.returncode == 1
     assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_info_json_without_manifest(copy_folder, prepared_base):
+    folder = copy_folder(prepared_base("bert"))
+    (folder / MANIFEST_NAME).unlink()
+    result = _run("info", str(folder), "--json")
+    assert result.returncode == 1
+    assert MANIFEST_NAME in result.stderr and "without --json" in result.stderr
 
 
 def test_console_script_installed():
@@ -76,11 +145,114 @@ def test_console_script_installed():
     assert result.returncode == 0 and "usage: fastembed-adapter" in result.stdout
 
 
-def test_bad_quality_target_is_a_one_line_failure(tmp_path):
+def test_bad_quality_target_is_a_usage_error(tmp_path):
     result = _run(
         "prepare", "--model", str(tmp_path), "--quality-target", "median=0.9", "--output", str(tmp_path / "o")
     )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "fastembed-adapter prepare: error: argument --quality-target: "
+        "Unknown quality key 'median' in 'median=0.9'; use min=, mean=, top10=."
+    )
+    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
+
+
+# -- --version, FEA_DEBUG ----------------------------------------------------------------------------
+
+
+def test_version():
+    version = metadata.version("fastembed-adapter")
+    result = _run("--version")
+    assert result.returncode == 0 and result.stdout == f"fastembed-adapter {version}\n"
+    script = os.path.join(os.path.dirname(sys.executable), "prepare")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == f"fastembed-adapter {version}\n"
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_debug_shows_the_traceback_of_our_own_errors(tmp_path, how):
+    missing = str(tmp_path / "missing")
+    plain = _run("info", missing)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    debug = _run("info", missing, env={"FEA_DEBUG": "1"}) if how == "env" else _run("info", missing, "--debug")
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr and "ModelNotFoundError" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()  # the same one-line error, last
+
+
+def test_debug_off_values_show_no_traceback(tmp_path):
+    result = _run("info", str(tmp_path / "missing"), env={"FEA_DEBUG": "0"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+# -- --model is checked first ------------------------------------------------------------------------
+
+
+def test_bare_model_name_is_reported_before_an_existing_output(tmp_path):
+    (tmp_path / "models" / "all-MiniLM-L6-v2").mkdir(parents=True)  # the default output of that name
+    result = _run("prepare", "--model", "all-MiniLM-L6-v2", "--no-benchmark", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "error: Unknown quality key 'median' in 'median=0.9'; use min=, mean=, top10=."
-    ]
+    assert "already exists" not in result.stderr
+    (line,) = _errors(result.stderr)
+    assert line.startswith("error: Model 'all-MiniLM-L6-v2' is neither a local folder")
+    assert "'sentence-transformers/all-MiniLM-L6-v2'" in line
+
+
+def test_a_file_as_model_is_reported_as_a_file(make_st_model, tmp_path):
+    from conftest import TinySpec
+
+    config = make_st_model(TinySpec("bert")) / "modules.json"
+    result = _run("prepare", "--model", str(config), "--output", str(tmp_path / "out"))
+    assert result.returncode == 1
+    (line,) = _errors(result.stderr)
+    assert f"{str(config)!r} is a file, not a model folder" in line
+    assert f"pass its folder {str(config.parent)!r}" in line
+    assert "neither" not in line and not (tmp_path / "out").exists()
+
+
+# -- --quality-target, --min-cosine ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), DEFAULT_TARGET),
+        (("--quality-target", "mean=0.999"), (0.99, 0.999, 0.95)),
+        (("--quality-target", "min=0.995"), (0.995, 0.997, 0.95)),
+        (("--quality-target", "top10=0.9,min=0.98"), (0.98, 0.997, 0.9)),
+        (("--quality-target", "mean=0.999", "--min-cosine", "0.95"), (0.95, 0.999, 0.95)),
+        (("--min-cosine", "1"), (1.0, 0.997, 0.95)),
+    ],
+)
+def test_quality_target_parts_left_out_keep_their_defaults(capsys, captured_options, tmp_path, args, expected):
+    code, _, err = _main(capsys, "prepare", "--model", str(tmp_path), "--json", *args)
+    assert code == 0, err
+    (options,) = captured_options
+    assert (options.min_cosine_int8, options.min_mean_cosine_int8, options.min_topk_agreement_int8) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (("--quality-target", "min=2"), {}, "argument --quality-target: Quality part 'min=2' is out of range"),
+        (("--quality-target", "min=-1"), {}, "'min=-1' is out of range"),
+        (("--quality-target", "mean=0"), {}, "'mean=0' is out of range"),
+        (("--quality-target", "min=0.9,top10=1.5"), {}, "'top10=1.5' in 'min=0.9,top10=1.5' is out of range"),
+        (("--quality-target", "min=high"), {}, "'min=high' is not a number"),
+        (("--quality-target", "min"), {}, "'min' has no value"),
+        (("--quality-target", "min=0.9,min=0.95"), {}, "'min' is given twice"),
+        (("--min-cosine", "1.5"), {}, "argument --min-cosine: '1.5' is out of range"),
+        (("--min-cosine", "nan"), {}, "argument --min-cosine: 'nan' is out of range"),
+        ((), {"FEA_QUALITY_TARGET": "min=2"}, "FEA_QUALITY_TARGET='min=2' is invalid"),
+        ((), {"FEA_MIN_COSINE": "-0.5"}, "FEA_MIN_COSINE='-0.5' is invalid"),
+    ],
+)
+def test_quality_target_out_of_range_is_a_usage_error_before_any_work(
+    capsys, captured_options, monkeypatch, tmp_path, args, env, named
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = _main(capsys, "prepare", "--model", str(tmp_path), *args)
+    assert code == 2
+    assert named in err.strip().splitlines()[-1]
+    assert captured_options == []  # nothing ran

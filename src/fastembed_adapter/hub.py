@@ -1,18 +1,33 @@
-"""Find a model folder and the ONNX file to run: a local folder, or a hub repo (only the needed files)."""
+"""Find a model folder and the ONNX file to run: a local folder, or a hub repo (only the needed files).
+
+Every hub failure is translated here, at the one place we call ``huggingface_hub``, into a
+``ModelFolderError`` that names its cause (offline and not cached, no such repo, gated or refused,
+unknown revision, hub unreachable) and the fix; callers never see a ``huggingface_hub`` exception.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from .cpu import detect_target, int8_file_name
-from .errors import ModelNotFoundError
+from .errors import ModelFolderError, ModelNotFoundError
 
-__all__ = ["check_repo_id", "choose_onnx_file", "resolve_model"]
+__all__ = [
+    "check_model_source",
+    "check_repo_id",
+    "choose_onnx_file",
+    "download_snapshot",
+    "hub_error",
+    "resolve_model",
+]
 
 FP32_FILE = "onnx/model.onnx"
 # Everything but the weights: configs, tokenizer files, module folders' configs, the manifest.
 _META_PATTERNS = ["*.json", "*.txt", "*.model", "*/*.json", "*/*.txt"]
+_REPO_ID = re.compile(r"\w[\w.-]*/[\w.-]+")
+_EXAMPLE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def choose_onnx_file(available: Iterable[str], file_name: str | None, where: str) -> str:
@@ -38,39 +53,173 @@ def choose_onnx_file(available: Iterable[str], file_name: str | None, where: str
 
 def resolve_model(name_or_path: str | Path, file_name: str | None, revision: str | None = None) -> tuple[Path, str]:
     """Return (local folder, ONNX file relative to it), downloading from the hub only what is needed."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        onnx_dir = path / "onnx"
+    source = check_model_source(name_or_path)
+    if isinstance(source, Path):
+        onnx_dir = source / "onnx"
         files = [f"onnx/{p.name}" for p in onnx_dir.glob("*.onnx")] if onnx_dir.is_dir() else []
-        return path, choose_onnx_file(files, file_name, str(path))
-    return _download(check_repo_id(name_or_path), file_name, revision)
+        return source, choose_onnx_file(files, file_name, str(source))
+    return _download(source, file_name, revision)
+
+
+def check_model_source(name_or_path: str | Path) -> Path | str:
+    """Classify a model argument without touching the network: a local folder (``Path``) or a hub id (``str``).
+
+    Raises:
+        ModelNotFoundError: a file instead of a folder, a path that does not exist, or a name that is
+            neither (a bare ``all-MiniLM-L6-v2`` is not a hub id: ids are ``owner/name``).
+    """
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        parent = path.parent if (path.parent / "modules.json").is_file() else None
+        hint = f"pass its folder {str(parent)!r}" if parent is not None else "pass the folder that holds modules.json"
+        raise ModelNotFoundError(
+            f"Model {name!r} is a file, not a model folder: {hint}, or a hub repo id (owner/name)."
+        )
+    if isinstance(name_or_path, Path) or name.startswith((".", "/", "~")) or name.endswith("/"):
+        raise ModelNotFoundError(
+            f"Model folder {name!r} does not exist. Pass an existing sentence-transformers folder, "
+            f"or a hub repo id such as {_EXAMPLE_ID!r}."
+        )
+    if not _REPO_ID.fullmatch(name):
+        guess = f"'sentence-transformers/{name}'" if "/" not in name and name else repr(_EXAMPLE_ID)
+        raise ModelNotFoundError(
+            f"Model {name!r} is neither a local folder (no such folder {str(path.absolute())!r}) nor a hub "
+            f"repo id: hub ids are 'owner/name', e.g. {guess}."
+        )
+    return name
 
 
 def check_repo_id(name_or_path: str | Path) -> str:
     """Return ``name_or_path`` as a hub repo id (``owner/name``), or raise: it is not a folder either."""
-    name = str(name_or_path)
-    if Path(name).expanduser().exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
-        raise ModelNotFoundError(f"Model {name!r} is neither a local folder nor a hub repo id ('owner/name').")
-    return name
+    source = check_model_source(name_or_path)
+    if isinstance(source, Path):
+        raise ModelNotFoundError(f"Model {str(source)!r} is a local folder, not a hub repo id ('owner/name').")
+    return source
+
+
+def download_snapshot(repo_id: str, revision: str | None = None, allow_patterns: list[str] | None = None) -> Path:
+    """``huggingface_hub.snapshot_download`` (honours ``HF_HUB_OFFLINE`` and the HF cache), errors translated."""
+    from huggingface_hub import constants, snapshot_download
+
+    # Offline, say so: huggingface_hub otherwise tries the network for a commit-hash revision even when cached.
+    offline = bool(getattr(constants, "HF_HUB_OFFLINE", False))
+    try:
+        return Path(
+            snapshot_download(repo_id, revision=revision, allow_patterns=allow_patterns, local_files_only=offline)
+        )
+    except Exception as exc:  # huggingface_hub raises many classes: offline, 404, gated, auth, HTTP
+        raise hub_error(repo_id, revision, exc) from exc
 
 
 def _download(repo_id: str, file_name: str | None, revision: str | None) -> tuple[Path, str]:
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi
 
+    root = download_snapshot(repo_id, revision, _META_PATTERNS)
     try:
-        root = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_META_PATTERNS))
-        try:
-            listed = HfApi().list_repo_files(repo_id, revision=revision)
-        except Exception:  # offline: fall back to what the cache already has
-            listed = [f"onnx/{p.name}" for p in (root / "onnx").glob("*.onnx")]
-        files = [f for f in listed if f.startswith("onnx/") and f.endswith(".onnx")]
-        chosen = choose_onnx_file(files, file_name, repo_id)
-        snapshot_download(repo_id, revision=revision, allow_patterns=[chosen, f"{chosen}_data", f"{chosen}.data"])
-    except ModelNotFoundError:
-        raise
-    except Exception as exc:  # huggingface_hub raises many classes: offline, 404, auth, HTTP
-        raise ModelNotFoundError(
-            f"Could not fetch {repo_id!r} from the Hugging Face hub ({type(exc).__name__}: {exc}). "
-            "Check the repo id and your network, or pass a local folder."
-        ) from exc
+        listed = HfApi().list_repo_files(repo_id, revision=revision)
+    except Exception:  # offline: fall back to what the cache already has
+        listed = [f"onnx/{p.name}" for p in (root / "onnx").glob("*.onnx")]
+    files = [f for f in listed if f.startswith("onnx/") and f.endswith(".onnx")]
+    chosen = choose_onnx_file(files, file_name, repo_id)
+    download_snapshot(repo_id, revision, [chosen, f"{chosen}_data", f"{chosen}.data"])
     return root, chosen
+
+
+def hub_error(repo_id: str, revision: str | None, exc: BaseException) -> ModelFolderError:
+    """The ``ModelFolderError`` for a failed hub call on ``repo_id``: its cause in our words, and the fix."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]  # also where hub 0.23 keeps them
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    cache = str(constants.HF_HUB_CACHE)
+    at = f" at revision {revision!r}" if revision else ""
+    login = "log in with a token that may read it (`hf auth login`, or set HF_TOKEN)"
+    use_cache = (
+        f"Or pass a local sentence-transformers folder, or put the model in the Hugging Face cache ({cache}; "
+        f"`hf download {repo_id}` on a machine with access; HF_HUB_CACHE or HF_HOME move it) and set "
+        "HF_HUB_OFFLINE=1."
+    )
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, RevisionNotFoundError):
+        return ModelNotFoundError(
+            f"Hub repo {repo_id!r} has no revision {revision!r}: pass an existing branch, tag or commit hash "
+            "(--revision / revision=), or leave it out for 'main'."
+        )
+    if isinstance(exc, GatedRepoError):
+        return ModelFolderError(
+            f"Hub repo {repo_id!r} is gated: request access at https://huggingface.co/{repo_id}, then {login}."
+        )
+    if isinstance(exc, RepositoryNotFoundError):
+        return ModelNotFoundError(
+            f"Hub repo {repo_id!r} does not exist, or it is private and this machine is not logged in: check the "
+            f"id (owner/name, e.g. {_EXAMPLE_ID!r}), or for a private repo {login}."
+        )
+    if isinstance(exc, HFValidationError):
+        return ModelNotFoundError(f"{repo_id!r} is not a valid hub repo id ({exc}); ids look like {_EXAMPLE_ID!r}.")
+    offline = bool(getattr(constants, "HF_HUB_OFFLINE", False)) or _caused_by(exc, OfflineModeIsEnabled)
+    if isinstance(exc, LocalEntryNotFoundError) and hasattr(exc, "snapshot_path"):  # IncompleteSnapshotError
+        return ModelNotFoundError(
+            f"Hub repo {repo_id!r}{at} is only partly in the Hugging Face cache ({cache}): a download was "
+            f"interrupted. Download it again with network access (HF_HUB_OFFLINE unset). {use_cache}"
+        )
+    if offline and isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+        return ModelNotFoundError(
+            f"Hub repo {repo_id!r}{at} is not in the Hugging Face cache ({cache}{_cached_revisions(cache, repo_id)}) "
+            "and HF_HUB_OFFLINE=1 forbids downloading it. Unset HF_HUB_OFFLINE on a machine with access to "
+            f"download it once. {use_cache}"
+        )
+    if isinstance(exc, LocalEntryNotFoundError) or _is_connection_error(exc):
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        return ModelNotFoundError(
+            f"Could not reach the Hugging Face hub for {repo_id!r}{at} ({type(cause).__name__}: "
+            f"{_first_line(cause)}) and it is not complete in the cache ({cache}). Check the network or proxy "
+            f"(HF_ENDPOINT). {use_cache}"
+        )
+    if isinstance(exc, HfHubHTTPError) and status in (401, 403):
+        return ModelFolderError(f"The Hugging Face hub refused access to {repo_id!r} (HTTP {status}): {login}.")
+    if isinstance(exc, HfHubHTTPError):
+        return ModelFolderError(
+            f"The Hugging Face hub answered HTTP {status} for {repo_id!r}: try again later. {use_cache}"
+        )
+    return ModelFolderError(
+        f"Could not fetch {repo_id!r} from the Hugging Face hub ({type(exc).__name__}: {_first_line(exc)}). {use_cache}"
+    )
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """Network failures: the built-ins, and httpx's/requests' classes (not imported: either may be absent)."""
+    if _caused_by(exc, ConnectionError) or _caused_by(exc, TimeoutError):
+        return True
+    names = {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "ProxyError", "NetworkError"}
+    return type(exc).__name__ in names
+
+
+def _cached_revisions(cache: str, repo_id: str) -> str:
+    """``"; cached: main, v1"`` when the cache holds other revisions of ``repo_id``, else ``""``."""
+    refs = Path(cache) / f"models--{repo_id.replace('/', '--')}" / "refs"
+    names = sorted(p.relative_to(refs).as_posix() for p in refs.rglob("*") if p.is_file()) if refs.is_dir() else []
+    return f"; it holds revisions {', '.join(names)}" if names else ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..cpu import QuantTarget, available_cpus, detect_target, int8_file_name
 from ..errors import InvalidInputError, ModelNotFoundError, ValidationFailedError
-from ..hub import FP32_FILE, check_repo_id
+from ..hub import FP32_FILE, check_model_source, download_snapshot
 from ..layout import MANIFEST_NAME, onnx_size, read_json, read_layout
 from ..texts import calibration_texts, load_texts, validation_texts
 from .compat import loadable
@@ -108,19 +108,11 @@ def _versions() -> dict[str, str]:
 
 
 def _load_source(options: PrepareOptions) -> tuple[Path, str | None]:
-    """A local folder, or a full hub snapshot (honours HF_HUB_OFFLINE and the HF cache)."""
-    path = Path(options.model).expanduser()
-    if path.is_dir():
-        return path, None
-    repo_id = check_repo_id(options.model)
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = Path(snapshot_download(repo_id, revision=options.revision))
-    except Exception as exc:
-        raise ModelNotFoundError(
-            f"Could not download {options.model!r} from the Hugging Face hub ({type(exc).__name__}: {exc})."
-        ) from exc
+    """A local folder, or a full hub snapshot (honours HF_HUB_OFFLINE and the HF cache; errors name the fix)."""
+    source = check_model_source(options.model)
+    if isinstance(source, Path):
+        return source, None
+    folder = download_snapshot(source, options.revision)
     return folder, folder.name  # snapshot folders are named by commit hash
 
 
@@ -167,6 +159,7 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
     """Run the whole pipeline; return the report. Raises ``ValidationFailedError`` when a gate fails."""
     from sentence_transformers import SentenceTransformer
 
+    check_model_source(options.model)  # a bad --model is the error to report, not an existing output
     check_output(options.output, options.force)
     target = options.resolved_target() if options.quantize == "int8" else None
     timer = _Timer(options.progress)

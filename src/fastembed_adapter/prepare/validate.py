@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Quality", "QualityTarget", "compare"]
+from ..modules import normalize
+
+__all__ = ["INT8_TARGET", "Quality", "QualityTarget", "compare"]
 
 
 @dataclass(frozen=True)
@@ -39,20 +41,45 @@ class QualityTarget:
         return asdict(self)
 
     @classmethod
-    def parse(cls, spec: str) -> QualityTarget:
-        """Parse ``"min=0.99,mean=0.997,top10=0.95"`` (any subset; missing keys are 0)."""
+    def parse(cls, spec: str, base: QualityTarget | None = None) -> QualityTarget:
+        """Parse ``"min=0.99,mean=0.997,top10=0.95"``: any subset, in any order.
+
+        Args:
+            spec: comma-separated ``key=value`` parts; keys ``min``, ``mean``, ``top10`` (alias ``topk``).
+            base: the values of the parts ``spec`` does not name (default: ``INT8_TARGET``), so
+                ``mean=0.999`` alone tightens the mean gate and keeps the min and top-10 gates.
+
+        Raises:
+            ValueError: an unknown or repeated key, a part that is not ``key=number``, or a value
+                outside (0, 1] (every figure is a cosine or an agreement fraction).
+        """
         keys = {"min": "min_cosine", "mean": "mean_cosine", "top10": "topk_agreement", "topk": "topk_agreement"}
-        values: dict[str, float] = {}
+        values = (base or INT8_TARGET).as_dict()
+        named: set[str] = set()
         for part in filter(None, (item.strip() for item in spec.split(","))):
-            name, _, number = part.partition("=")
-            if name.strip() not in keys:
-                raise ValueError(f"Unknown quality key {name.strip()!r} in {spec!r}; use min=, mean=, top10=.")
-            values[keys[name.strip()]] = float(number)
-        return cls(
-            min_cosine=values.get("min_cosine", 0.0),
-            mean_cosine=values.get("mean_cosine", 0.0),
-            topk_agreement=values.get("topk_agreement", 0.0),
-        )
+            name, equals, number = (piece.strip() for piece in part.partition("="))
+            where = f" in {spec!r}" if part != spec.strip() else ""
+            if name not in keys:
+                raise ValueError(f"Unknown quality key {name!r} in {spec!r}; use min=, mean=, top10=.")
+            if not equals or not number:
+                raise ValueError(f"Quality part {part!r}{where} has no value; write it as {name}=0.99.")
+            attr = keys[name]
+            if attr in named:
+                raise ValueError(
+                    f"Quality key {name!r} is given twice in {spec!r} (top10 and topk are one key); name each once."
+                )
+            try:
+                value = float(number)
+            except ValueError:
+                raise ValueError(f"Quality part {part!r}{where} is not a number; write it as {name}=0.99.") from None
+            if not 0.0 < value <= 1.0:  # also rejects nan
+                raise ValueError(
+                    f"Quality part {part!r}{where} is out of range: cosines and agreement are in (0, 1], "
+                    f"e.g. {name}=0.99."
+                )
+            named.add(attr)
+            values[attr] = value
+        return cls(**values)
 
     def failures(self, quality: Quality) -> list[str]:
         """Human-readable reasons ``quality`` misses this target (empty when it passes)."""
@@ -64,10 +91,8 @@ class QualityTarget:
         return [f"{name} {value:.4f} < {limit}" for name, value, limit in checks if value < limit]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    unit: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return unit
+# The INT8 gate ``prepare`` applies when it is not told otherwise (``--quality-target`` parts it omits).
+INT8_TARGET = QualityTarget(min_cosine=0.99, mean_cosine=0.997, topk_agreement=0.95)
 
 
 def _neighbours(unit: np.ndarray, k: int) -> np.ndarray:
@@ -80,7 +105,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> Qualit
     """Compare row by row; top-k agreement = mean overlap of each text's k nearest neighbours."""
     if reference.shape != candidate.shape:
         raise ValueError(f"Shape mismatch: reference {reference.shape} vs candidate {candidate.shape}.")
-    ref, cand = _unit(reference), _unit(candidate)
+    ref, cand = normalize(reference, np.float64), normalize(candidate, np.float64)
     cosines = np.sum(ref * cand, axis=1)
     k = max(1, min(k, len(ref) - 1))
     ref_nn, cand_nn = _neighbours(ref, k), _neighbours(cand, k)

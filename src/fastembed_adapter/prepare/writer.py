@@ -1,11 +1,21 @@
-"""Write the output folder atomically: build beside it, then rename; never a half-written folder."""
+"""Write the output folder atomically: build beside it, then rename; never a half-written folder.
+
+The staging folder is ``.NAME.tmp-<pid>-<owner>-XXXXXXXX`` beside ``NAME`` (``<owner>`` hashes the
+host and pid namespace). An error, Ctrl-C or (through the CLI) SIGTERM deletes it; a run killed
+outright (SIGKILL, OOM, power loss) leaves it, and the next run for the same output deletes it once
+its process is gone. Folders of live runs, of other hosts or containers, are left alone.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,15 +28,78 @@ from ..layout import MANIFEST_NAME, external_data_path, file_sha256
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["check_output", "file_table", "remove_onnx", "save_onnx", "staging", "write_json"]
+__all__ = [
+    "check_output",
+    "file_table",
+    "remove_onnx",
+    "remove_stale_staging",
+    "save_onnx",
+    "staging",
+    "write_json",
+]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack", ".ckpt")
+# What follows ".NAME." in a staging (tmp) or set-aside (old) folder's name; see the module docstring.
+_STAGING_NAME = re.compile(r"(?P<kind>tmp|old)-(?P<pid>\d+)-(?P<owner>[0-9a-f]{8})-[^/]+")
+
+logger = logging.getLogger(__name__)
 
 
 def check_output(output: Path, force: bool) -> None:
-    """Refuse early to overwrite an existing path unless ``force``."""
+    """Refuse early to overwrite an existing path unless ``force``; first clear what killed runs left."""
+    remove_stale_staging(output)
     if output.exists() and not force:
         raise OutputExistsError(f"Output {str(output)!r} already exists; pass --force to replace it.")
+
+
+def remove_stale_staging(output: Path) -> list[Path]:
+    """Delete the staging folders beside ``output`` whose run is gone; return them.
+
+    Only folders this module named (with a pid) and made on this host and pid namespace are
+    considered; one whose process still exists (or whose pid was reused) is kept. A set-aside old
+    output (killed between the two renames of a replace) is moved back if ``output`` is missing.
+    """
+    removed: list[Path] = []
+    if os.name == "nt" or not output.parent.is_dir():  # no signal-0 probe on Windows
+        return removed
+    head, owner = f".{output.name}.", _owner()
+    for entry in output.parent.iterdir():
+        match = _STAGING_NAME.fullmatch(entry.name[len(head) :]) if entry.name.startswith(head) else None
+        if match is None or match["owner"] != owner or entry.is_symlink() or not entry.is_dir():
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        previous = entry / output.name
+        if match["kind"] == "old" and previous.is_dir() and not output.exists():
+            os.replace(previous, output)
+            logger.warning("Restored %s from %s, set aside by run %d that was killed.", output, entry, pid)
+        shutil.rmtree(entry, ignore_errors=True)
+        logger.warning("Removed %s, left by run %d of prepare that was killed before it finished.", entry, pid)
+        removed.append(entry)
+    return removed
+
+
+def _owner() -> str:
+    """This host and pid namespace, hashed: a pid only means something inside both."""
+    namespace = ""
+    with contextlib.suppress(OSError):
+        namespace = os.readlink("/proc/self/ns/pid")
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:8]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's live process
+        return True
+    return True
+
+
+def _staging_prefix(output: Path, kind: str) -> str:
+    return f".{output.name}.{kind}-{os.getpid()}-{_owner()}-"
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -99,10 +172,13 @@ def file_table(folder: Path) -> dict[str, dict[str, Any]]:
 
 @contextmanager
 def staging(output: Path, force: bool) -> Iterator[Path]:
-    """Yield a temp folder beside ``output``; on success rename it to ``output``, on error delete it."""
+    """Yield a temp folder beside ``output``; on success rename it to ``output``, on any exit by exception delete it.
+
+    ``BaseException`` includes ``KeyboardInterrupt`` and ``SystemExit``: the CLI turns SIGTERM into the latter.
+    """
     check_output(output, force)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_staging_prefix(output, "tmp"), dir=output.parent))
     try:
         yield tmp
     except BaseException:
@@ -111,7 +187,7 @@ def staging(output: Path, force: bool) -> Iterator[Path]:
     check_output(output, force)
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it owner-only; publish it like a plain mkdir
     if output.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+        old = Path(tempfile.mkdtemp(prefix=_staging_prefix(output, "old"), dir=output.parent))
         os.replace(output, old / output.name)
         os.replace(tmp, output)
         shutil.rmtree(old, ignore_errors=True)
