@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent(
     import torch
     from transformers.utils import logging as transformers_logging
 
-    from fastembed_adapter.cli import _quiet_third_party
+    from fastembed_adapter.cli.noise import quiet_third_party
 
     def emit(tag):
         logging.warning("Please consider to run pre-processing before quantization. Refer to example: https://x")
@@ -55,7 +55,7 @@ SCRIPT = textwrap.dedent(
         logging.getLogger("fastembed_adapter.prepare.writer").warning(f"{tag}: removed a stale staging folder")
         warnings.warn(f"{tag}: a UserWarning of our own", UserWarning)
 
-    with _quiet_third_party():
+    with quiet_third_party():
         emit("inside")
     print("----", file=__import__("sys").stderr)
     emit("outside")
