@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 from collections.abc import Iterable
 from importlib import metadata
@@ -40,11 +41,36 @@ def missing_requirements(extra: str, distribution: str = "fastembed-adapter") ->
         requirement = Requirement(line)
         if requirement.marker is None or not requirement.marker.evaluate({"extra": extra}):
             continue  # a base dependency, another extra's, or not for this platform
-        try:
-            metadata.version(requirement.name)
-        except metadata.PackageNotFoundError:
+        if not _importable(requirement.name):
             missing.append(requirement.name)
     return missing
+
+
+def _importable(distribution: str) -> bool:
+    """Whether ``distribution`` is installed and its top-level modules can be found (not shadowed or removed)."""
+    try:
+        files = metadata.distribution(distribution).files or []
+    except metadata.PackageNotFoundError:
+        return False
+    for module in _top_level(files):
+        try:
+            if importlib.util.find_spec(module) is None:
+                return False
+        except (ImportError, ValueError):  # a parent missing, or sys.modules[name] set to None
+            return False
+    return True
+
+
+def _top_level(files: Iterable[metadata.PackagePath]) -> set[str]:
+    """Top-level importable names in a distribution's file list (its RECORD)."""
+    names = set()
+    for path in files:
+        first = path.parts[0]
+        if len(path.parts) == 1 and first.endswith(".py"):
+            names.add(first[: -len(".py")])
+        elif len(path.parts) > 1 and first.isidentifier() and path.name == "__init__.py" and len(path.parts) == 2:
+            names.add(first)
+    return names
 
 
 def require_extra(extra: str) -> None:
