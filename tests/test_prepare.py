@@ -393,3 +393,21 @@ def test_residual_add_and_layernorm_stay_apart(prepared_base, tmp_path):
 
     assert optimized_ops([]) == ["SkipLayerNormalization"]  # what ORT does on its own
     assert optimized_ops(DISABLED_OPTIMIZERS) == ["Add", "LayerNormalization"]
+
+
+def test_a_drifted_fp32_export_fails_before_any_recipe(make_st_model, tmp_path, monkeypatch):
+    from fastembed_adapter.prepare import pipeline
+
+    tried = []
+    monkeypatch.setattr(pipeline, "quantize_int8", lambda *args, **kwargs: tried.append(args) or {})
+    real = pipeline._encode_onnx
+
+    def drifted(folder, file_name, texts, threads):
+        embeddings, seconds = real(folder, file_name, texts, threads)
+        return embeddings[::-1].copy(), seconds  # rows of other texts: the export no longer matches
+
+    monkeypatch.setattr(pipeline, "_encode_onnx", drifted)
+    with pytest.raises(ValidationFailedError, match=r"drifted from PyTorch.*No INT8 recipe was tried"):
+        run_prepare(make_st_model(TinySpec("bert")), tmp_path / "out")
+    assert tried == []  # the gate came first (it used to run after the whole recipe search)
+    assert not (tmp_path / "out").exists()

@@ -6,16 +6,13 @@ so the CLI can draw a progress display. The output folder appears only when ever
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import platform
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ import numpy as np
 
 from ..cpu import QuantTarget, available_cpus, detect_target, int8_file_name
 from ..errors import InvalidInputError, ModelNotFoundError, ValidationFailedError
+from ..extras import versions
 from ..hub import FP32_FILE, check_model_source, download_snapshot
 from ..layout import MANIFEST_NAME, onnx_size, read_json, read_layout
 from ..texts import calibration_texts, load_texts, validation_texts
@@ -99,14 +97,6 @@ class PrepareOptions:
         return target
 
 
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
-    return versions
-
-
 def _load_source(options: PrepareOptions) -> tuple[Path, str | None]:
     """A local folder, or a full hub snapshot (honours HF_HUB_OFFLINE and the HF cache; errors name the fix)."""
     source = check_model_source(options.model)
@@ -155,115 +145,169 @@ def _texts_hash(texts: list[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
 
 
+@dataclass
+class _Run:
+    """What the stages of one ``prepare`` run hand each other."""
+
+    options: PrepareOptions
+    target: QuantTarget | None
+    texts: list[str]
+    calibration: list[str]
+    timer: _Timer
+    source: Path = Path()
+    revision: str | None = None
+    model: Any = None
+    hf_dir: Path = Path()
+    model_type: str = ""
+    fusions: dict[str, Any] = field(default_factory=dict)
+    reference: np.ndarray = field(default_factory=lambda: np.empty(0))
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recipes: list[dict[str, Any]] = field(default_factory=list)
+    default_file: str = FP32_FILE
+    recipe_name: str | None = None
+    fallback: str | None = None
+    bench: dict[str, Any] = field(default_factory=dict)
+
+
 def prepare_model(options: PrepareOptions) -> dict[str, Any]:
     """Run the whole pipeline; return the report. Raises ``ValidationFailedError`` when a gate fails."""
-    from sentence_transformers import SentenceTransformer
-
     check_model_source(options.model)  # a bad --model is the error to report, not an existing output
     check_output(options.output, options.force)
-    target = options.resolved_target() if options.quantize == "int8" else None
-    timer = _Timer(options.progress)
-    texts = load_texts(options.validation_texts) if options.validation_texts else validation_texts()
-    calibration = load_texts(options.calibration_texts) if options.calibration_texts else calibration_texts()
-    with timer.stage("load"):
-        source, revision = _load_source(options)
-        read_layout(source)  # rejects unsupported modules/pooling before any heavy work
-        with tempfile.TemporaryDirectory(prefix="fea-st-view-") as work:  # loaded into memory, then removed
-            model = SentenceTransformer(str(loadable(source, Path(work))), device="cpu", backend="torch")
-        if options.max_seq_length is not None:
-            model.max_seq_length = options.max_seq_length
-        hf_dir = transformer_dir(source)
-        model_type = str(read_json(hf_dir / "config.json").get("model_type"))
+    run = _Run(
+        options=options,
+        target=options.resolved_target() if options.quantize == "int8" else None,
+        texts=load_texts(options.validation_texts) if options.validation_texts else validation_texts(),
+        calibration=load_texts(options.calibration_texts) if options.calibration_texts else calibration_texts(),
+        timer=_Timer(options.progress),
+    )
+    stage = run.timer.stage
+    with stage("load"):
+        _load(run)
     with staging(options.output, options.force) as out:
-        model.save(str(out), create_model_card=False)
-        # The transformer's weights live in the ONNX files now; Dense/LayerNorm modules keep theirs.
-        for weights in [p for p in out.glob("*") if p.suffix in WEIGHT_SUFFIXES]:
-            weights.unlink()
-        with timer.stage("export"):
-            raw = export_fp32(hf_dir, out / "onnx" / "_export", model_type)
-        with timer.stage("optimize"):
-            fusions = optimize_fp32(raw, out / FP32_FILE, model_type, hf_dir)
+        _save_configs(run, out)
+        with stage("export"):
+            raw = export_fp32(run.hf_dir, out / "onnx" / "_export", run.model_type)
+        with stage("optimize"):
+            run.fusions = optimize_fp32(raw, out / FP32_FILE, run.model_type, run.hf_dir)
             shutil.rmtree(raw.parent)
-        with timer.stage("validate"):
-            reference = np.asarray(model.encode(texts, batch_size=32, convert_to_numpy=True))
-            fp32_embeddings, fp32_seconds = _encode_onnx(out, FP32_FILE, texts, options.threads)
-        fp32_target = QualityTarget(min_cosine=options.min_cosine_fp32)
-        files = {FP32_FILE: _gate_row(compare(reference, fp32_embeddings), fp32_target, fp32_seconds)}
-        recipes: list[dict[str, Any]] = []
-        default_file, recipe_name, fallback = FP32_FILE, None, None
-        if target is not None:
-            with timer.stage("quantize"):
-                int8_name = int8_file_name(target)
-                calibration_set = Calibration(out, tuple(calibration), options.threads)
-                chosen = _search_recipes(out, int8_name, target, options, texts, reference, recipes, calibration_set)
-            if chosen is None and not options.allow_fp32_fallback:
-                raise ValidationFailedError(_failure_message(options, recipes))
-            if chosen is None:
-                fallback = _failure_message(options, recipes, published=True)
-            else:
-                recipe_name, row = chosen
-                files[int8_name] = row
-                default_file = int8_name
-        if not files[FP32_FILE]["passed"]:
-            raise ValidationFailedError(
-                f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {files[FP32_FILE]['min_cosine']:.6f} "
-                f"< {options.min_cosine_fp32}. Nothing was written."
-            )
-        bench: dict[str, Any] = {}
+        with stage("validate"):
+            _validate_fp32(run, out)  # a drifted export fails here, before any INT8 recipe runs
+        if run.target is not None:
+            with stage("quantize"):
+                _quantize(run, out, run.target)
         if options.benchmark:
-            with timer.stage("benchmark"):
-                bench = quick_benchmark(model, out, [FP32_FILE, *([default_file] if target else [])], options.threads)
-        with timer.stage("write"):
-            layout = read_layout(out)
-            report = {
-                "source": {"id": options.model, "revision": revision},
-                "output": str(options.output),
-                "target": target.value if target else None,
-                "recipe": recipe_name,
-                "quality_target": options.int8_target.as_dict(),
-                "fp32_fallback": fallback,
-                "calibration_texts_sha256": _texts_hash(calibration),
-                "default_file": default_file,
-                "model_type": model_type,
-                "fusions": fusions,
-                "dimension": layout.dimension,
-                "max_seq_length": layout.max_seq_length,
-                "pooling": [mode.value for mode in layout.pooling.modes],
-                "normalize": layout.normalize,
-                "validation": {"texts": len(texts), "files": files},
-                "recipes": recipes,
-                "benchmark": bench,
-                "timings": timer.timings,
-                "versions": _versions(),
-                "machine": {"cpus": available_cpus(), "isa": getattr(detect_target(), "value", None)},
-            }
-            report["sizes"] = {name: onnx_size(out / name) for name in files}
-            write_reports(out, report)
-            manifest = {
-                "schema_version": 1,
-                **{
-                    key: report[key]
-                    for key in (
-                        "source",
-                        "target",
-                        "recipe",
-                        "quality_target",
-                        "fp32_fallback",
-                        "calibration_texts_sha256",
-                        "machine",
-                        "default_file",
-                        "dimension",
-                        "max_seq_length",
-                        "pooling",
-                        "normalize",
-                        "versions",
-                    )
-                },
-                "validation": files,
-                "files": file_table(out),
-            }
-            write_json(out / MANIFEST_NAME, manifest)
+            with stage("benchmark"):
+                files = [FP32_FILE, *([run.default_file] if run.target else [])]
+                run.bench = quick_benchmark(run.model, out, files, options.threads)
+        with stage("write"):
+            report = _write(run, out)
     return report
+
+
+def _load(run: _Run) -> None:
+    """Resolve the source, check its modules, and load it in sentence-transformers (PyTorch, FP32)."""
+    from sentence_transformers import SentenceTransformer
+
+    run.source, run.revision = _load_source(run.options)
+    read_layout(run.source)  # rejects unsupported modules/pooling before any heavy work
+    with tempfile.TemporaryDirectory(prefix="fea-st-view-") as work:  # loaded into memory, then removed
+        run.model = SentenceTransformer(str(loadable(run.source, Path(work))), device="cpu", backend="torch")
+    if run.options.max_seq_length is not None:
+        run.model.max_seq_length = run.options.max_seq_length
+    run.hf_dir = transformer_dir(run.source)
+    run.model_type = str(read_json(run.hf_dir / "config.json").get("model_type"))
+
+
+def _save_configs(run: _Run, out: Path) -> None:
+    """The sentence-transformers configs; the transformer's weights live in the ONNX files instead."""
+    run.model.save(str(out), create_model_card=False)
+    for weights in [p for p in out.glob("*") if p.suffix in WEIGHT_SUFFIXES]:  # Dense/LayerNorm keep theirs
+        weights.unlink()
+
+
+def _validate_fp32(run: _Run, out: Path) -> None:
+    """PyTorch's reference embeddings, and the FP32 gate on the optimized ONNX file."""
+    options = run.options
+    run.reference = np.asarray(run.model.encode(run.texts, batch_size=32, convert_to_numpy=True))
+    embeddings, seconds = _encode_onnx(out, FP32_FILE, run.texts, options.threads)
+    row = _gate_row(compare(run.reference, embeddings), QualityTarget(min_cosine=options.min_cosine_fp32), seconds)
+    run.files[FP32_FILE] = row
+    if not row["passed"]:
+        raise ValidationFailedError(
+            f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {row['min_cosine']:.6f} "
+            f"< {options.min_cosine_fp32}. No INT8 recipe was tried and nothing was written."
+        )
+
+
+def _quantize(run: _Run, out: Path, target: QuantTarget) -> None:
+    """Search the recipes; publish the first that passes, else fail (or fall back to FP32 if allowed)."""
+    options = run.options
+    int8_name = int8_file_name(target)
+    calibration = Calibration(out, tuple(run.calibration), options.threads)
+    chosen = _search_recipes(out, int8_name, target, options, run.texts, run.reference, run.recipes, calibration)
+    if chosen is None and not options.allow_fp32_fallback:
+        raise ValidationFailedError(_failure_message(options, run.recipes))
+    if chosen is None:
+        run.fallback = _failure_message(options, run.recipes, published=True)
+        return
+    run.recipe_name, row = chosen
+    run.files[int8_name] = row
+    run.default_file = int8_name
+
+
+def _write(run: _Run, out: Path) -> dict[str, Any]:
+    """``report.json``, ``REPORT.md`` and the manifest (with every file's sha256); returns the report."""
+    options, target = run.options, run.target
+    layout = read_layout(out)
+    report = {
+        "source": {"id": options.model, "revision": run.revision},
+        "output": str(options.output),
+        "target": target.value if target else None,
+        "recipe": run.recipe_name,
+        "quality_target": options.int8_target.as_dict(),
+        "fp32_fallback": run.fallback,
+        "calibration_texts_sha256": _texts_hash(run.calibration),
+        "default_file": run.default_file,
+        "model_type": run.model_type,
+        "fusions": run.fusions,
+        "dimension": layout.dimension,
+        "max_seq_length": layout.max_seq_length,
+        "pooling": [mode.value for mode in layout.pooling.modes],
+        "normalize": layout.normalize,
+        "validation": {"texts": len(run.texts), "files": run.files},
+        "recipes": run.recipes,
+        "benchmark": run.bench,
+        "timings": run.timer.timings,
+        "versions": versions(_VERSIONED),
+        "machine": {"cpus": available_cpus(), "isa": getattr(detect_target(), "value", None)},
+    }
+    report["sizes"] = {name: onnx_size(out / name) for name in run.files}
+    write_reports(out, report)
+    manifest = {
+        "schema_version": 1,
+        **{key: report[key] for key in _MANIFEST_KEYS},
+        "validation": run.files,
+        "files": file_table(out),
+    }
+    write_json(out / MANIFEST_NAME, manifest)
+    return report
+
+
+_MANIFEST_KEYS = (
+    "source",
+    "target",
+    "recipe",
+    "quality_target",
+    "fp32_fallback",
+    "calibration_texts_sha256",
+    "machine",
+    "default_file",
+    "dimension",
+    "max_seq_length",
+    "pooling",
+    "normalize",
+    "versions",
+)
 
 
 def transformer_dir(source: Path) -> Path:
