@@ -11,7 +11,7 @@ import pytest
 
 from conftest import MAX_SEQ_LENGTH, TEXTS, TinySpec
 from fastembed_adapter import CorruptModelError, InvalidInputError, ModelNotFoundError
-from fastembed_adapter.tokenization import TextTokenizer
+from fastembed_adapter.tokenization import BatchOptions, TextTokenizer, position_limit
 
 LONG = " ".join(TEXTS * 10)
 CASES = {
@@ -82,7 +82,10 @@ def test_empty_batch(folder):
 @pytest.mark.parametrize("prompt", ["query: ", "Represent this sentence for searching: ", "x"])
 def test_prompt_length_matches_st(folder, st_models, prompt):
     st = st_models(folder)
-    assert TextTokenizer(folder, MAX_SEQ_LENGTH).prompt_length(prompt) == st[0]._get_prompt_length(prompt)
+    measure = (
+        getattr(st[0], "_get_prompt_length", None) or st._get_prompt_length
+    )  # ST 6: the module's; ST 5: the model's
+    assert TextTokenizer(folder, MAX_SEQ_LENGTH).prompt_length(prompt) == measure(prompt)
 
 
 def test_pad_token_from_config(folder):
@@ -120,3 +123,103 @@ def test_corrupt_tokenizer_json(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(CorruptModelError, match=r"tokenizer\.json"):
         TextTokenizer(tmp_path, MAX_SEQ_LENGTH)
+
+
+TEXT_CALLS = [
+    {"max_length": 8},
+    {"max_length": 10, "truncation": "only_first"},
+    {"padding": "max_length", "max_length": 20},
+    {"padding": "max_length"},
+    {"pad_to_multiple_of": 8},
+    {"max_length": 12, "pad_to_multiple_of": 4},
+    {"truncation": False},
+    {"truncation": "do_not_truncate", "padding": "longest"},
+]
+
+
+@pytest.mark.parametrize("call", TEXT_CALLS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_batch_options_match_the_hf_call(folder, call):
+    """processing_kwargs={"text": call} as ST 6 calls the tokenizer: its text defaults, then the call's."""
+    from transformers import AutoTokenizer
+
+    texts = [LONG, *TEXTS]
+    hf = AutoTokenizer.from_pretrained(str(folder))  # model_max_length 64 (MAX_SEQ_LENGTH), as ST saved it
+    ref = dict(hf(texts, **{"padding": True, "truncation": "longest_first", **call}, return_tensors="np"))
+    ours = TextTokenizer(folder, MAX_SEQ_LENGTH)
+    options = BatchOptions.parse({"text": call}, MAX_SEQ_LENGTH)
+    _assert_same(ours.pad(ours.tokenize(texts, options), options), ref)
+    _assert_same(ours.encode(texts), _hf(folder, texts, MAX_SEQ_LENGTH))  # the tokenizer itself is unchanged
+
+
+def test_truncation_length_must_be_a_multiple_of_pad_to_multiple_of(folder):
+    from transformers import AutoTokenizer
+
+    with pytest.raises(ValueError, match=r"truncation length \(9\) is not a multiple of pad_to_multiple_of \(4\)"):
+        AutoTokenizer.from_pretrained(str(folder))(
+            TEXTS, padding=True, truncation=True, max_length=9, pad_to_multiple_of=4
+        )
+    with pytest.raises(InvalidInputError, match=r"9 tokens .* pad_to_multiple_of=4"):
+        BatchOptions.parse({"text": {"max_length": 9, "pad_to_multiple_of": 4}}, MAX_SEQ_LENGTH)
+    assert (
+        BatchOptions.parse({"text": {"max_length": 9, "pad_to_multiple_of": 4, "truncation": False}}, 64).max_length
+        is None
+    )
+
+
+def test_batch_options_defaults_and_precedence():
+    assert BatchOptions.parse(None, 64) == BatchOptions(64) == BatchOptions.parse({}, 64)
+    assert BatchOptions.parse({"text": {"max_length": 9}, "common": {"max_length": 5}}, 64).max_length == 5
+    assert BatchOptions.parse({"text": {"truncation": False}}, 64).max_length is None
+    assert BatchOptions.parse({"image": {"size": 3}, "chat_template": {"x": 1}}, 64) == BatchOptions(64)
+
+
+def test_model_input_names(folder, tmp_path):
+    assert TextTokenizer(folder, MAX_SEQ_LENGTH).model_input_names == ("input_ids", "token_type_ids", "attention_mask")
+    copy = tmp_path / "tok"
+    shutil.copytree(folder, copy)
+    path = copy / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    del config["model_input_names"]
+    for tokenizer_class, expected in (
+        ("MPNetTokenizerFast", ("input_ids", "attention_mask")),
+        ("XLMRobertaTokenizer", ("input_ids", "attention_mask")),
+        ("BertTokenizer", ("input_ids", "token_type_ids", "attention_mask")),
+    ):
+        path.write_text(json.dumps({**config, "tokenizer_class": tokenizer_class}))
+        assert TextTokenizer(copy, MAX_SEQ_LENGTH).model_input_names == expected
+
+
+def test_sides_given_to_the_constructor_win(folder):
+    ours = TextTokenizer(folder, 8, padding_side="left", truncation_side="left")
+    assert (ours.padding_side, ours.truncation_side) == ("left", "left")
+    with pytest.raises(InvalidInputError, match="'up'"):
+        TextTokenizer(folder, 8, padding_side="up")
+
+
+@pytest.mark.parametrize(
+    ("config", "limit"),
+    [
+        ({"model_type": "bert", "max_position_embeddings": 512}, 512),
+        ({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}, 512),
+        ({"model_type": "xlm-roberta", "max_position_embeddings": 8194, "pad_token_id": 1}, 8192),
+        ({"model_type": "mpnet", "max_position_embeddings": 514, "pad_token_id": 0}, 512),  # MPNet's padding_idx is 1
+        ({"model_type": "xlnet", "max_position_embeddings": -1}, None),
+        ({"model_type": "t5"}, None),
+        ({"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", "max_position_embeddings": 2048}}, 2048),
+    ],
+)
+def test_position_limit(tmp_path, config, limit):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert position_limit(tmp_path) == limit
+
+
+def test_position_limit_of_the_test_models(make_st_model, tmp_path):
+    from transformers import AutoModel
+
+    assert position_limit(tmp_path) is None  # no config.json
+    for arch in ("bert", "mpnet"):
+        folder = make_st_model(TinySpec(arch))
+        model = AutoModel.from_pretrained(str(folder))
+        padding_idx = model.embeddings.position_embeddings.padding_idx
+        offset = padding_idx + 1 if arch == "mpnet" else 0
+        assert position_limit(folder) == model.config.max_position_embeddings - offset == 128

@@ -1,13 +1,22 @@
-"""``OnnxSentenceEncoder``: ``SentenceTransformer.encode()`` on ONNX Runtime, without torch."""
+"""``OnnxSentenceEncoder``: ``SentenceTransformer.encode()`` on ONNX Runtime, without torch.
+
+The arguments and results follow sentence-transformers 6.x where 5.x and 6.x differ; the
+keywords ST users pass that need torch (a multi-process ``pool``, ``device="cuda"``, most
+``model_kwargs``) raise ``InvalidInputError`` naming the keyword.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar, cast
 
 import numpy as np
 
@@ -15,15 +24,23 @@ from .cache import CacheInfo, EmbeddingCache
 from .cpu import QuantTarget, detect_target
 from .errors import InvalidInputError
 from .hub import resolve_model
-from .layout import ModelLayout, read_layout
+from .layout import ModelLayout, read_json, read_layout
 from .metrics import EncoderMetrics
 from .modules import normalize
-from .pooling import PRECISIONS, exclude_prompt, pool, quantize
+from .pooling import PRECISIONS, exclude_prompt, pool, quantize, quantize_matrices
 from .session import OnnxSession
-from .similarity import Similarity, SimilarityFunction, pairwise_similarity_fn, similarity_fn
-from .tokenization import TextTokenizer
+from .similarity import (
+    SUPPORTED_SIMILARITY_FN_NAMES,
+    Similarity,
+    SimilarityFunction,
+    pairwise_similarity_fn,
+    similarity_fn,
+)
+from .tokenization import PROCESSING_KWARGS_KEYS, BatchOptions, TextTokenizer, position_limit
 
 if TYPE_CHECKING:
+    from enum import Enum
+
     from prometheus_client import CollectorRegistry
 
 __all__ = ["OnnxSentenceEncoder"]
@@ -34,29 +51,70 @@ logger = logging.getLogger(__name__)
 _WINDOW_BATCHES = 16
 _WINDOW_TEXTS = 2048
 _OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
+_ENCODE_KWARGS = ("task", "processing_kwargs")  # the extra keywords ST's encode() takes on a model without a Router
+_CPU_DEVICES = ("cpu", "cpu:0")
+_DTYPES = (None, "auto", "float32", "torch.float32")
+_MODEL_KWARGS = ("file_name", "provider", "export", "dtype", "torch_dtype", "attn_implementation", "device_map")
+_PROCESSOR_KWARGS = ("model_max_length", "padding_side", "truncation_side")
+_WARNED: set[str] = set()
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _is_singular(sentences: object) -> bool:
-    """Same test as ``SentenceTransformer.is_singular_input``: lists, tuples and str/object arrays are batches."""
-    if isinstance(sentences, (list, tuple)):
+def _warn_once(message: str) -> None:
+    """Log a warning the first time this process meets it, like transformers' ``logger.warning_once``."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
+
+
+def _renamed_kwargs(**renames: str) -> Callable[[F], F]:
+    """ST 6's ``deprecated_kwargs``: accept an old keyword name, warn once, and pass it on under the new one.
+
+    When both names are given the old one is dropped, as sentence-transformers drops it.
+    """
+
+    def decorator(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old in kwargs:
+                    _warn_once(f"The `{old}` argument was renamed and is now deprecated. Please use `{new}` instead.")
+                    value = kwargs.pop(old)
+                    kwargs.setdefault(new, value)
+            return func(*args, **kwargs)
+
+        return cast("F", wrapper)
+
+    return decorator
+
+
+def _is_singular(inputs: object) -> bool:
+    """Same test as ST 6's ``is_singular_input``: lists, tuples, ``datasets.Column`` and str/object arrays are batches.
+
+    (ST 5 counted anything with a ``__len__`` but a str as a batch.)
+    """
+    if isinstance(inputs, (list, tuple)):
         return False
-    return not (isinstance(sentences, np.ndarray) and sentences.ndim >= 1 and sentences.dtype.kind in ("U", "O"))
+    if type(inputs).__name__ == "Column" and type(inputs).__module__.startswith("datasets"):
+        return False
+    return not (isinstance(inputs, np.ndarray) and inputs.ndim >= 1 and inputs.dtype.kind in ("U", "O"))
 
 
-def _check_texts(sentences: object) -> tuple[list[str], bool]:
+def _check_texts(inputs: object) -> tuple[list[str], bool]:
     """Return the texts as a list and whether the input was a single text; reject non-strings clearly."""
-    if _is_singular(sentences):
-        if not isinstance(sentences, str):
+    if _is_singular(inputs):
+        if not isinstance(inputs, str):
             raise InvalidInputError(
-                f"sentences must be a str or a list of str, got {type(sentences).__name__}: {sentences!r:.80}."
+                f"inputs must be a str or a list of str, got {type(inputs).__name__}: {inputs!r:.80}."
             )
-        return [sentences], True
-    items: Any = sentences
+        return [inputs], True
+    items: Any = inputs
     texts = items.tolist() if isinstance(items, np.ndarray) else list(items)
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidInputError(
-                f"sentences[{index}] is {type(text).__name__} ({text!r:.80}); every item must be a str."
+                f"inputs[{index}] is {type(text).__name__} ({text!r:.80}); every item must be a str."
             )
     return texts, False
 
@@ -68,6 +126,120 @@ def _positive_int(name: str, value: object, allow_none: bool = False) -> None:
         raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
 
 
+def _check_device(name: str, device: object) -> None:
+    """``None``, ``"cpu"`` or a CPU ``torch.device`` (compared by name, without importing torch)."""
+    if device is not None and str(device) not in _CPU_DEVICES:
+        raise InvalidInputError(
+            f"{name}={device!r}: OnnxSentenceEncoder runs on the CPU with ONNX Runtime; valid: None, 'cpu'."
+        )
+
+
+def _unsupported(keyword: str, keys: Sequence[str], valid: Sequence[str], why: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"{keyword} {sorted(keys)} cannot be honoured by OnnxSentenceEncoder ({why}). "
+        f"Supported {keyword}: {', '.join(valid) or 'none'}."
+    )
+
+
+@dataclass(frozen=True)
+class _LoadOverrides:
+    """What the ST constructor keywords change here: the ONNX file, ``max_seq_length``, the tokenizer sides."""
+
+    file_name: str | None
+    model_max_length: int | None
+    padding_side: str | None
+    truncation_side: str | None
+
+    @classmethod
+    def check(
+        cls,
+        file_name: str | None,
+        backend: str,
+        model_kwargs: Mapping[str, Any] | None,
+        processor_kwargs: Mapping[str, Any] | None,
+        config_kwargs: Mapping[str, Any] | None,
+    ) -> _LoadOverrides:
+        """Validate ``backend`` and the ``*_kwargs`` dicts; raise ``InvalidInputError`` naming what cannot apply."""
+        if backend != "onnx":
+            raise InvalidInputError(
+                f"backend={backend!r}: OnnxSentenceEncoder is the 'onnx' backend (ONNX Runtime, no torch); for "
+                "'torch' or 'openvino' use sentence_transformers.SentenceTransformer."
+            )
+        model_kwargs, processor_kwargs = dict(model_kwargs or {}), dict(processor_kwargs or {})
+        if config_kwargs:
+            raise _unsupported("config_kwargs", list(config_kwargs), [], "the ONNX graph is already built; re-run "
+                               "`prepare` on a model saved with that config")  # fmt: skip
+        if unknown := set(model_kwargs) - set(_MODEL_KWARGS):
+            raise _unsupported("model_kwargs", list(unknown), _MODEL_KWARGS, "they configure the torch model")
+        if unknown := set(processor_kwargs) - set(_PROCESSOR_KWARGS):
+            raise _unsupported("processor_kwargs", list(unknown), _PROCESSOR_KWARGS, "the tokenizer is tokenizer.json")
+        chosen = model_kwargs.get("file_name", file_name)
+        if file_name is not None and chosen != file_name:
+            raise InvalidInputError(f"file_name={file_name!r} and model_kwargs['file_name']={chosen!r} disagree.")
+        for key, value, valid in (
+            ("provider", model_kwargs.get("provider"), (None, "CPUExecutionProvider")),
+            ("export", model_kwargs.get("export"), (None, False)),
+            ("device_map", model_kwargs.get("device_map"), (None, *_CPU_DEVICES)),
+        ):
+            if value not in valid:
+                raise InvalidInputError(
+                    f"model_kwargs[{key!r}]={value!r} cannot be honoured: valid {list(valid)} (ONNX Runtime on "
+                    "the CPU; `prepare` exports and quantizes the model)."
+                )
+        for key in ("dtype", "torch_dtype"):
+            value = model_kwargs.get(key)
+            if (str(value) if value is not None else None) not in _DTYPES:
+                raise InvalidInputError(
+                    f"model_kwargs[{key!r}]={value!r}: the ONNX file fixes the precision (valid: 'auto', float32); "
+                    "pick file_name='onnx/model.onnx' for float32 or an INT8 file."
+                )
+        max_length = processor_kwargs.get("model_max_length")
+        _positive_int("processor_kwargs['model_max_length']", max_length, allow_none=True)
+        return cls(chosen, max_length, processor_kwargs.get("padding_side"), processor_kwargs.get("truncation_side"))
+
+
+def _auth_token(token: bool | str | None, use_auth_token: bool | str | None) -> bool | str | None:
+    """ST's deprecated ``use_auth_token``: a FutureWarning, and an error when ``token`` is given too."""
+    if use_auth_token is None:
+        return token
+    warnings.warn(
+        "The `use_auth_token` argument is deprecated and will be removed in a future release of SentenceTransformers.",
+        FutureWarning,
+        stacklevel=4,
+    )
+    if token is not None:
+        raise InvalidInputError(
+            "Both `token` and `use_auth_token` are specified. Please only specify the `token` argument."
+        )
+    return use_auth_token
+
+
+def _hub_options(
+    name_or_path: str | Path, cache_folder: str | Path | None, local_files_only: bool, token: bool | str | None
+) -> dict[str, Any]:
+    """The hub keywords for ``resolve_model``, only those set (a local folder needs none).
+
+    ``cache_folder`` defaults to ``$SENTENCE_TRANSFORMERS_HOME`` as in sentence-transformers.
+    """
+    if not isinstance(local_files_only, bool):
+        raise InvalidInputError(f"local_files_only must be a bool, got {local_files_only!r}.")
+    if Path(name_or_path).expanduser().is_dir():
+        return {}
+    cache_folder = cache_folder if cache_folder is not None else os.environ.get("SENTENCE_TRANSFORMERS_HOME")
+    given = {"cache_folder": cache_folder, "local_files_only": local_files_only or None, "token": token}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _remote_code(root: Path) -> str | None:
+    """Where a model folder declares custom code (``auto_map`` in its config or tokenizer config), if it does."""
+    for name in ("config.json", "tokenizer_config.json"):
+        path = root / name
+        auto_map = read_json(path).get("auto_map") if path.is_file() else None
+        if auto_map:
+            return f"{name} auto_map {auto_map!r:.120}"
+    return None
+
+
 class OnnxSentenceEncoder:
     """A drop-in for ``SentenceTransformer`` that runs an (INT8) ONNX file with ONNX Runtime.
 
@@ -76,6 +248,9 @@ class OnnxSentenceEncoder:
     model's own configs.
     """
 
+    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = SUPPORTED_SIMILARITY_FN_NAMES
+
+    @_renamed_kwargs(tokenizer_kwargs="processor_kwargs")
     def __init__(
         self,
         model_name_or_path: str | Path,
@@ -87,12 +262,22 @@ class OnnxSentenceEncoder:
         truncate_dim: int | None = None,
         prompts: Mapping[str, str] | None = None,
         default_prompt_name: str | None = None,
-        similarity_fn_name: str | None = None,
+        similarity_fn_name: str | Enum | None = None,
         cache_size: int = 1024,
         cache_max_bytes: int | None = None,
         metrics: bool = True,
         registry: CollectorRegistry | None = None,
         model_name: str | None = None,
+        device: str | None = None,
+        cache_folder: str | Path | None = None,
+        trust_remote_code: bool = False,
+        local_files_only: bool = False,
+        token: bool | str | None = None,
+        use_auth_token: bool | str | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        processor_kwargs: Mapping[str, Any] | None = None,
+        config_kwargs: Mapping[str, Any] | None = None,
+        backend: str = "onnx",
     ) -> None:
         """Load the model folder and build one ONNX Runtime session.
 
@@ -113,6 +298,21 @@ class OnnxSentenceEncoder:
             metrics: record Prometheus metrics (per-stage durations, sizes, cache, errors).
             registry: the ``CollectorRegistry`` to record into (default: prometheus_client's global one).
             model_name: the ``model`` label of the metrics (default: the folder name).
+            device: ``None`` or ``"cpu"``, as ``SentenceTransformer(device=...)``; others raise.
+            cache_folder: hub cache folder (default ``$SENTENCE_TRANSFORMERS_HOME``, else the hub's).
+            trust_remote_code: custom modelling code is never run; True on a model that declares
+                some raises (its custom pre/post-processing would be missing).
+            local_files_only: load from the hub cache only, never download.
+            token: Hugging Face token for private or gated repos (``use_auth_token``: deprecated alias).
+            use_auth_token: deprecated name of ``token`` (FutureWarning, as in sentence-transformers).
+            model_kwargs: ST's ``AutoModel`` keywords that mean something here: ``file_name``,
+                ``provider="CPUExecutionProvider"``, ``export=False``, ``dtype``/``torch_dtype``
+                ``"auto"``/float32, ``attn_implementation`` (no effect: ORT runs its own attention),
+                ``device_map="cpu"``; others raise.
+            processor_kwargs: tokenizer keywords ``model_max_length`` (sets ``max_seq_length``, as ST 6),
+                ``padding_side``, ``truncation_side``; ``tokenizer_kwargs`` is the deprecated name.
+            config_kwargs: not supported (the ONNX graph is built); a non-empty dict raises.
+            backend: ``"onnx"``; ``"torch"``/``"openvino"`` raise.
         """
         if not isinstance(model_name_or_path, (str, Path)):
             raise InvalidInputError(
@@ -120,20 +320,38 @@ class OnnxSentenceEncoder:
             )
         _positive_int("truncate_dim", truncate_dim, allow_none=True)
         _positive_int("threads", threads, allow_none=True)
-        root, chosen = resolve_model(model_name_or_path, file_name, revision)
+        _check_device("device", device)
+        overrides = _LoadOverrides.check(file_name, backend, model_kwargs, processor_kwargs, config_kwargs)
+        hub = _hub_options(model_name_or_path, cache_folder, local_files_only, _auth_token(token, use_auth_token))
+        root, chosen = resolve_model(model_name_or_path, file_name=overrides.file_name, revision=revision, **hub)
         self.layout: ModelLayout = read_layout(root)
         self.model_path = root
         self.file_name = chosen
+        remote = _remote_code(root) if trust_remote_code else None
+        if remote is not None:
+            raise InvalidInputError(
+                f"trust_remote_code=True: {str(root)!r} declares custom code ({remote}), which OnnxSentenceEncoder "
+                "never runs, so custom pre/post-processing in it would be missing. Pass trust_remote_code=False to run "
+                "the exported ONNX graph as it is, or use sentence_transformers.SentenceTransformer."
+            )
         self._warn_on_isa_mismatch()
+        self._position_limit = position_limit(root)
+        max_seq_length = self._initial_max_seq_length(overrides.model_max_length)
         # Cold start: the session build (which releases the GIL) and the manifest's sha256 check run in
         # worker threads while this one loads the tokenizer and the metrics (and imports
         # prometheus_client). A manifest mismatch explains a failed load better than ONNX Runtime does.
         manifest = self.layout.manifest
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fea-load") as pool:
-            session = pool.submit(OnnxSession, root / chosen, threads, spinning)
-            check = pool.submit(manifest.verify, root, chosen) if manifest is not None else None
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fea-load") as workers:
+            session = workers.submit(OnnxSession, root / chosen, threads, spinning)
+            check = workers.submit(manifest.verify, root, chosen) if manifest is not None else None
             try:
-                self.tokenizer = TextTokenizer(root, self.layout.max_seq_length, self.layout.do_lower_case)
+                self.tokenizer = TextTokenizer(
+                    root,
+                    max_seq_length,
+                    self.layout.do_lower_case,
+                    padding_side=overrides.padding_side,
+                    truncation_side=overrides.truncation_side,
+                )
                 self.metrics = EncoderMetrics(model_name or root.name, registry, enabled=metrics)
                 self.session = session.result()
             except Exception:
@@ -151,8 +369,35 @@ class OnnxSentenceEncoder:
                 f"dictionary with keys {list(self.prompts)!r}."
             )
         self.similarity_fn_name = similarity_fn_name or self.layout.similarity_fn_name or "cosine"
-        self._prompt_lengths: dict[str, int] = {}
+        self._prompt_lengths: dict[tuple[str, BatchOptions], int] = {}
         self._cache = EmbeddingCache(cache_size, cache_max_bytes)
+
+    def _initial_max_seq_length(self, model_max_length: int | None) -> int | None:
+        """``processor_kwargs['model_max_length']`` (checked against the positions), else the config's, capped."""
+        if model_max_length is not None:
+            self._check_positions("processor_kwargs['model_max_length']", model_max_length)
+            return model_max_length
+        configured = self.layout.max_seq_length
+        limit = self._position_limit
+        if configured is not None and limit is not None and configured > limit:
+            logger.warning(
+                "max_seq_length %d in %s is more than the model's %d positions; truncating texts to %d tokens.",
+                configured,
+                self.model_path,
+                limit,
+                limit,
+            )
+            return limit
+        return configured
+
+    def _check_positions(self, name: str, length: int | None) -> None:
+        """Refuse a token count past the model's position embeddings (ONNX Runtime would fail on the batch)."""
+        limit = self._position_limit
+        if length is not None and limit is not None and length > limit:
+            raise InvalidInputError(
+                f"{name}={length} is more than this model's {limit} positions (max_position_embeddings in "
+                f"config.json); valid: 1..{limit}."
+            )
 
     def _merge_prompts(self, given: Mapping[str, str] | None) -> dict[str, str]:
         """Like ST: ``query``/``document`` always exist; the config fills names the caller left unset."""
@@ -170,7 +415,7 @@ class OnnxSentenceEncoder:
                 f"{self.file_name} was quantized for AVX512-VNNI, which this CPU lacks; results may lose "
                 "accuracy. Re-run `prepare --target auto` on this machine.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     # -- attributes sentence-transformers code reads ----------------------------------------
@@ -181,11 +426,17 @@ class OnnxSentenceEncoder:
 
     @property
     def max_seq_length(self) -> int | None:
-        """Texts are truncated to this many tokens; settable like ``SentenceTransformer.max_seq_length``."""
+        """Texts are truncated to this many tokens; settable like ``SentenceTransformer.max_seq_length``.
+
+        Values past the model's position embeddings raise ``InvalidInputError`` (ST accepts them and
+        fails on the first text that long).
+        """
         return self.tokenizer.max_seq_length
 
     @max_seq_length.setter
     def max_seq_length(self, value: int | None) -> None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            self._check_positions("max_seq_length", value)
         self.tokenizer.max_seq_length = value
 
     def get_max_seq_length(self) -> int | None:
@@ -201,18 +452,48 @@ class OnnxSentenceEncoder:
         """Same as :meth:`get_sentence_embedding_dimension` (the sentence-transformers >= 5.7 name)."""
         return self.get_sentence_embedding_dimension()
 
+    @contextmanager
+    def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """In this context, :meth:`encode` truncates sentence embeddings to ``truncate_dim`` (None: not at all)."""
+        _positive_int("truncate_dim", truncate_dim, allow_none=True)
+        original = self.truncate_dim
+        try:
+            self.truncate_dim = truncate_dim
+            yield
+        finally:
+            self.truncate_dim = original
+
+    @contextmanager
+    def truncate_sentence_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """Deprecated name of :meth:`truncate_embeddings` (a FutureWarning, as in sentence-transformers 6)."""
+        warnings.warn(
+            "The `truncate_sentence_embeddings` method has been renamed to `truncate_embeddings`.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        with self.truncate_embeddings(truncate_dim):
+            yield
+
     def __len__(self) -> int:
         """Number of modules in ``modules.json``, like ``len(SentenceTransformer)``."""
         return len(self.layout.modules)
 
+    def __getitem__(self, index: object) -> NoReturn:
+        """``model[0]`` has nothing honest to return: there are no torch modules."""
+        raise InvalidInputError(
+            f"OnnxSentenceEncoder has no torch modules to index (model[{index!r}]): an ONNX graph replaces the "
+            f"Transformer and the other modules ({', '.join(self.layout.modules)}) run in numpy. Use .tokenizer, "
+            ".max_seq_length, .layout.pooling or .layout.post_modules instead."
+        )
+
     @property
     def similarity_fn_name(self) -> str:
-        """Name of the similarity function used by :attr:`similarity` (settable)."""
+        """Name of the similarity function used by :attr:`similarity` (settable; None resets it to cosine)."""
         return self._similarity_fn_name
 
     @similarity_fn_name.setter
-    def similarity_fn_name(self, value: str | SimilarityFunction) -> None:
-        self._similarity_fn_name = SimilarityFunction.parse(value).value
+    def similarity_fn_name(self, value: str | Enum | None) -> None:
+        self._similarity_fn_name = SimilarityFunction.parse(value if value is not None else "cosine").value
 
     @property
     def similarity(self) -> Similarity:
@@ -240,6 +521,74 @@ class OnnxSentenceEncoder:
             f"pooling={pooling!r}, normalize={self.layout.normalize}, threads={self.session.threads})"
         )
 
+    # -- tokenization ------------------------------------------------------------------------
+    def preprocess(self, inputs: Sequence[str], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """The features ``SentenceTransformer.preprocess`` gives for texts, as int64 numpy arrays.
+
+        Keys in ST's order: the tokenizer's ``model_input_names`` (``input_ids``, ``token_type_ids``
+        when the tokenizer makes them, ``attention_mask``), ``modality`` (``"text"``) and, with a
+        non-empty ``prompt`` (prepended to every text), ``prompt_length``. ``task`` and
+        ``processing_kwargs`` are accepted as in :meth:`encode`, and ``max_length`` as ST's
+        ``Transformer.preprocess`` takes it (``processing_kwargs`` wins). An empty list gives ``{}``.
+        """
+        if isinstance(inputs, str):
+            raise InvalidInputError(
+                f"preprocess()/tokenize() take a list of texts, got a str ({inputs!r:.40}); pass [text]. "
+                "(sentence-transformers would tokenize each character.)"
+            )
+        max_length = kwargs.pop("max_length", None)
+        _positive_int("max_length", max_length, allow_none=True)
+        if max_length is not None:
+            given = dict(kwargs.get("processing_kwargs") or {})
+            given["text"] = {"max_length": max_length, **(given.get("text") or {})}
+            kwargs["processing_kwargs"] = given
+        options = self._batch_options(kwargs)
+        texts, _ = _check_texts(list(inputs))
+        if not texts:
+            return {}
+        if prompt:
+            texts = [prompt + text for text in texts]
+        features = self.tokenizer.pad(self.tokenizer.tokenize(texts, options), options)
+        return self._features(features, prompt, options)
+
+    def tokenize(self, texts: Sequence[str], **kwargs: Any) -> dict[str, Any]:
+        """Deprecated in sentence-transformers 6 (logged once): :meth:`preprocess` without a prompt."""
+        _warn_once("The `tokenize` method is deprecated, please use `preprocess` instead.")
+        return self.preprocess(texts, **kwargs)
+
+    def _features(self, features: dict[str, np.ndarray], prompt: str | None, options: BatchOptions) -> dict[str, Any]:
+        """A padded batch as ST's preprocess returns it: the tokenizer's inputs, modality, prompt_length."""
+        out: dict[str, Any] = {name: features[name] for name in self.tokenizer.model_input_names if name in features}
+        out["modality"] = "text"
+        if prompt:
+            out["prompt_length"] = self._prompt_length(prompt, options)
+        return out
+
+    def _prompt_length(self, prompt: str, options: BatchOptions) -> int:
+        key = (prompt, options)
+        if key not in self._prompt_lengths:
+            self._prompt_lengths[key] = self.tokenizer.prompt_length(prompt, options)
+        return self._prompt_lengths[key]
+
+    def _batch_options(self, kwargs: Mapping[str, Any]) -> BatchOptions:
+        """The ``task``/``processing_kwargs`` extras of encode(): check them and resolve the call's tokenization."""
+        if unused := sorted(set(kwargs) - set(_ENCODE_KWARGS)):
+            raise InvalidInputError(
+                f"{type(self).__name__}.encode() has been called with additional keyword arguments that this model "
+                f"does not use: {unused}. The additional keyword arguments it accepts: {', '.join(_ENCODE_KWARGS)} "
+                "(task has no effect: this model has no Router module)."
+            )
+        processing = kwargs.get("processing_kwargs")
+        if isinstance(processing, Mapping) and (unknown := set(processing) - PROCESSING_KWARGS_KEYS):
+            _warn_once(
+                f"Unknown keys in per-call `processing_kwargs`: {unknown}. "
+                f"Valid keys are: {sorted(PROCESSING_KWARGS_KEYS)}. Unknown keys will be ignored."
+            )
+        options = BatchOptions.parse(processing, self.max_seq_length)
+        self._check_positions("processing_kwargs max_length", options.max_length)
+        self._check_positions("processing_kwargs max_length (padding='max_length')", options.pad_to)
+        return options
+
     # -- encoding ----------------------------------------------------------------------------
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
         if prompt is not None:
@@ -260,62 +609,95 @@ class OnnxSentenceEncoder:
             return self.prompts.get(self.default_prompt_name)
         return None
 
-    def _forward(self, features: dict[str, np.ndarray], prompt: str | None) -> dict[str, np.ndarray]:
-        """Run and pool one padded batch; returns ST-style features (numpy)."""
+    def _forward(self, features: dict[str, np.ndarray], prompt: str | None, options: BatchOptions) -> dict[str, Any]:
+        """Run and pool one padded batch; returns ST 6's output features (numpy) in its key order.
+
+        The ``attention_mask`` returned is the tokenizer's: ST 6 pools a copy with the prompt
+        zeroed (``include_prompt=False``), where ST 5 zeroed it in place.
+        """
         self.metrics.batch(len(features["input_ids"]), int(features["input_ids"].size))
         with self.metrics.time("inference"):
             tokens = self.session.run(features)
         with self.metrics.time("pooling"):
+            out = self._features(features, prompt, options)
             mask = features["attention_mask"]
+            pooled_mask = mask
             if prompt and not self.layout.pooling.include_prompt:
-                if prompt not in self._prompt_lengths:
-                    self._prompt_lengths[prompt] = self.tokenizer.prompt_length(prompt)
-                mask = exclude_prompt(mask, self._prompt_lengths[prompt])
-                features["attention_mask"] = mask
-            features["token_embeddings"] = tokens
-            embedding = pool(self.layout.pooling, tokens, mask)
+                pooled_mask = exclude_prompt(mask, out["prompt_length"])
+            out["token_embeddings"] = tokens
+            embedding = pool(self.layout.pooling, tokens, pooled_mask, original_mask=mask)
             for module in self.layout.post_modules:
                 embedding = module(embedding)
-            features["sentence_embedding"] = embedding
-        return features
+            out["sentence_embedding"] = embedding
+        return out
 
+    def _check_encode_args(
+        self,
+        output_value: str | None,
+        precision: str | None,
+        batch_size: int,
+        truncate_dim: int | None,
+        device: object,
+        pool: object,
+        kwargs: Mapping[str, Any],
+    ) -> BatchOptions:
+        """Validate encode()'s arguments (ST's names, values and messages) and return the call's tokenization."""
+        if pool is not None:
+            raise InvalidInputError(
+                "pool= (a start_multi_process_pool() pool) runs torch worker processes, which OnnxSentenceEncoder "
+                "does not have: drop it (chunk_size too) and set threads= on the encoder to use more CPUs."
+            )
+        if isinstance(device, (list, tuple)):
+            raise InvalidInputError(
+                f"device={device!r} asks for multi-process encoding over several devices; OnnxSentenceEncoder runs "
+                "one process on the CPU: pass device=None or 'cpu' and set threads= on the encoder."
+            )
+        _check_device("device", device)
+        if output_value not in _OUTPUT_VALUES:
+            raise InvalidInputError(f"output_value must be one of {list(_OUTPUT_VALUES)}, got {output_value!r}.")
+        if precision is not None and precision not in PRECISIONS:
+            raise InvalidInputError(f"Precision {precision!r} is not supported, must be one of {PRECISIONS}")
+        if output_value is None and precision not in (None, "float32"):
+            raise InvalidInputError(
+                f"precision={precision!r} quantizes sentence or token embeddings; output_value=None returns every "
+                "feature as is: pass precision='float32' (sentence-transformers fails on this combination)."
+            )
+        _positive_int("batch_size", batch_size)
+        _positive_int("truncate_dim", truncate_dim, allow_none=True)
+        return self._batch_options(kwargs)
+
+    @_renamed_kwargs(sentences="inputs")
     def encode(
         self,
-        sentences: str | Sequence[str] | np.ndarray,
+        inputs: str | Sequence[str] | np.ndarray,
         prompt_name: str | None = None,
         prompt: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         output_value: str | None = "sentence_embedding",
-        precision: str = "float32",
+        precision: str | None = "float32",
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
         device: str | None = None,
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
+        pool: dict[str, Any] | None = None,
+        chunk_size: int | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Embed ``sentences`` with the same arguments and return values as ``SentenceTransformer.encode``.
+        """Embed ``inputs`` with the same arguments and return values as ``SentenceTransformer.encode`` (ST 6).
 
         Returns a float32 array ``(dim,)`` for a str and ``(n, dim)`` for a list, in input order; an
         empty list gives what sentence-transformers gives, ``np.asarray([])`` (shape ``(0,)``).
+        ``sentences=`` still works (renamed ``inputs`` in ST 6; a warning is logged once). ``pool``
+        and a list ``device`` (multi-process) raise; ``chunk_size`` only applies to those and is
+        ignored, as in ST. ``task`` is accepted and has no effect (no Router module);
+        ``processing_kwargs={"text": {...}}`` (and ``"common"``) may set ``max_length``,
+        ``truncation``, ``padding`` and ``pad_to_multiple_of`` for this call.
         """
         with self.metrics.observe_call():
-            if kwargs:
-                raise InvalidInputError(
-                    f"{type(self).__name__}.encode() has been called with additional keyword arguments that this "
-                    f"model does not use: {list(kwargs)}. This model does not accept any additional keyword "
-                    "arguments."
-                )
-            if device not in (None, "cpu"):
-                raise InvalidInputError(f"device must be None or 'cpu' (ONNX Runtime CPU), got {device!r}.")
-            if output_value not in _OUTPUT_VALUES:
-                raise InvalidInputError(f"output_value must be one of {list(_OUTPUT_VALUES)}, got {output_value!r}.")
-            if precision not in PRECISIONS:
-                raise InvalidInputError(f"Precision {precision!r} is not supported, must be one of {PRECISIONS}")
-            _positive_int("batch_size", batch_size)
-            _positive_int("truncate_dim", truncate_dim, allow_none=True)
-            texts, singular = _check_texts(sentences)
+            options = self._check_encode_args(output_value, precision, batch_size, truncate_dim, device, pool, kwargs)
+            texts, singular = _check_texts(inputs)
             if show_progress_bar is None:
                 show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
             if convert_to_tensor:
@@ -325,56 +707,79 @@ class OnnxSentenceEncoder:
             resolved_prompt = self._resolve_prompt(prompt, prompt_name)
             truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim
             if output_value == "sentence_embedding":
-                results = self._sentence_embeddings(texts, resolved_prompt, batch_size, show_progress_bar)
+                results = self._sentence_embeddings(texts, resolved_prompt, batch_size, show_progress_bar, options)
                 if truncate_dim is not None:
                     results = [vector[:truncate_dim] for vector in results]
                 if normalize_embeddings and results:
                     results = list(normalize(np.stack(results)))
             else:
                 self.metrics.call(len(texts), hits=0, misses=0)
-                results = self._run(texts, resolved_prompt, batch_size, show_progress_bar, output_value)
-            return self._convert(results, singular, precision, convert_to_numpy, convert_to_tensor)
+                results = self._run(texts, resolved_prompt, batch_size, show_progress_bar, output_value, options)
+                if output_value is None and truncate_dim is not None:
+                    for row in results:
+                        row["sentence_embedding"] = row["sentence_embedding"][:truncate_dim]
+            return self._convert(results, singular, precision or "float32", convert_to_numpy, convert_to_tensor)
 
+    @_renamed_kwargs(sentences="inputs")
     def encode_query(
         self,
-        sentences: str | Sequence[str] | np.ndarray,
+        inputs: str | Sequence[str] | np.ndarray,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        *args: Any,
         **kwargs: Any,
     ) -> Any:
-        """``encode`` with the ``query`` prompt when neither ``prompt`` nor ``prompt_name`` is given (as ST)."""
+        """``encode`` with the ``query`` prompt when neither ``prompt`` nor ``prompt_name`` is given, and task="query".
+
+        Further arguments are :meth:`encode`'s, in its order.
+        """
         if prompt_name is None and prompt is None and "query" in self.prompts:
             prompt_name = "query"
-        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+        return self.encode(inputs, prompt_name, prompt, *args, task="query", **kwargs)
 
+    @_renamed_kwargs(sentences="inputs")
     def encode_document(
         self,
-        sentences: str | Sequence[str] | np.ndarray,
+        inputs: str | Sequence[str] | np.ndarray,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        *args: Any,
         **kwargs: Any,
     ) -> Any:
-        """``encode`` with the first of the ``document``/``passage``/``corpus`` prompts that exists (as ST)."""
+        """``encode`` with the first ``document``/``passage``/``corpus`` prompt that exists, and task="document".
+
+        Further arguments are :meth:`encode`'s, in its order.
+        """
         if prompt_name is None and prompt is None:
             prompt_name = next((name for name in ("document", "passage", "corpus") if name in self.prompts), None)
-        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+        return self.encode(inputs, prompt_name, prompt, *args, task="document", **kwargs)
 
-    def _sentence_embeddings(self, texts: list[str], prompt: str | None, batch_size: int, progress: bool) -> list[Any]:
+    def _sentence_embeddings(
+        self, texts: list[str], prompt: str | None, batch_size: int, progress: bool, options: BatchOptions
+    ) -> list[Any]:
         """Sentence embeddings (after the model's Normalize) in input order; only cache misses are computed."""
-        keys = [(self.max_seq_length, prompt or "", text) for text in texts]
+        keys = [(options, prompt or "", text) for text in texts]
         found = self._cache.get_many(keys)
         missing = [index for index, vector in enumerate(found) if vector is None]
         hits = len(texts) - len(missing) if self._cache.enabled else 0
         self.metrics.call(len(texts), hits=hits, misses=len(missing) if self._cache.enabled else 0)
         if missing:
-            computed = self._run([texts[i] for i in missing], prompt, batch_size, progress, "sentence_embedding")
+            computed = self._run(
+                [texts[i] for i in missing], prompt, batch_size, progress, "sentence_embedding", options
+            )
             self._cache.put_many([(keys[i], vector) for i, vector in zip(missing, computed, strict=True)])
             for index, vector in zip(missing, computed, strict=True):
                 found[index] = vector
         return found
 
     def _run(
-        self, texts: list[str], prompt: str | None, batch_size: int, progress: bool, output_value: str | None
+        self,
+        texts: list[str],
+        prompt: str | None,
+        batch_size: int,
+        progress: bool,
+        output_value: str | None,
+        options: BatchOptions,
     ) -> list[Any]:
         """Encode in batches of similar length and return per-text outputs in the input order.
 
@@ -402,14 +807,15 @@ class OnnxSentenceEncoder:
             for start in range(0, len(texts), window):
                 picked = order[start : start + window]
                 with self.metrics.time("tokenize"):
-                    encodings = self.tokenizer.tokenize([texts[i] for i in picked])
+                    encodings = self.tokenizer.tokenize([texts[i] for i in picked], options)
                     if regroup:
                         by_tokens = np.argsort([-len(enc.ids) for enc in encodings], kind="stable")
                         picked, encodings = picked[by_tokens], [encodings[i] for i in by_tokens]
                     firsts = range(0, len(picked), batch_size)
-                    batches = [self.tokenizer.pad(encodings[first : first + batch_size]) for first in firsts]
+                    batches = [self.tokenizer.pad(encodings[first : first + batch_size], options) for first in firsts]
                 for first, features in zip(firsts, batches, strict=True):
-                    outputs = self._split(self._forward(features, prompt), output_value)
+                    self._check_width(features["input_ids"].shape[1])
+                    outputs = self._split(self._forward(features, prompt, options), output_value)
                     for index, output in zip(picked[first : first + batch_size], outputs, strict=True):
                         rows[index] = output
                     if bar is not None:
@@ -419,8 +825,18 @@ class OnnxSentenceEncoder:
                 bar.close()
         return rows
 
+    def _check_width(self, width: int) -> None:
+        """A padded batch wider than the position embeddings: say so instead of ORT's broadcast error."""
+        limit = self._position_limit
+        if limit is not None and width > limit:
+            raise InvalidInputError(
+                f"A text is {width} tokens long after tokenization (padding included), more than this model's "
+                f"{limit} positions: keep truncation on (max_seq_length <= {limit}, processing_kwargs "
+                "truncation=True) or shorten the text."
+            )
+
     @staticmethod
-    def _split(features: dict[str, np.ndarray], output_value: str | None) -> list[Any]:
+    def _split(features: dict[str, Any], output_value: str | None) -> list[Any]:
         """Per-text outputs of one batch, as ST's encode loop builds them."""
         if output_value == "token_embeddings":
             rows = []
@@ -430,15 +846,27 @@ class OnnxSentenceEncoder:
             return rows
         if output_value is None:
             n = len(features["sentence_embedding"])
-            return [{name: value[i] for name, value in features.items()} for i in range(n)]
+            batched = [
+                name for name, value in features.items() if isinstance(value, np.ndarray) and value.shape[:1] == (n,)
+            ]
+            return [
+                {name: value[i] if name in batched else value for name, value in features.items()} for i in range(n)
+            ]
         return list(features["sentence_embedding"])
 
     @staticmethod
     def _convert(results: list[Any], singular: bool, precision: str, to_numpy: bool, to_tensor: bool) -> Any:
-        """Apply precision and the numpy/tensor conversion exactly in ST's order."""
+        """Apply precision and the numpy/tensor conversion exactly in ST's order.
+
+        Token embeddings (a list of ``(tokens, dim)`` arrays) are quantized with buckets shared by
+        all of them, as ST 6 does (ST 5 failed on a list of them).
+        """
         output: Any = results
         if results and precision != "float32":
-            output = quantize(np.asarray(results), precision)
+            if isinstance(results[0], np.ndarray) and results[0].ndim == 2:
+                output = quantize_matrices(results, precision)
+            else:
+                output = quantize(np.asarray(results), precision)
         if to_tensor:
             try:
                 import torch

@@ -23,6 +23,9 @@ __all__ = ["DISABLED_OPTIMIZERS", "TOKEN_OUTPUTS", "OnnxSession", "model_feeds",
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 # Output names that carry per-token hidden states, most specific first.
 TOKEN_OUTPUTS = ("last_hidden_state", "token_embeddings")
+# ORT's own log (written straight to stderr, in red, before the exception) stays off at every severity
+# below fatal: each error it reports reaches the caller as our exception, translated below.
+_ORT_LOG_FATAL_ONLY = 4
 
 
 class OnnxSession:
@@ -45,7 +48,7 @@ class OnnxSession:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # errors only; we raise our own
+        options.log_severity_level = _ORT_LOG_FATAL_ONLY
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         try:
             self._session = ort.InferenceSession(
@@ -60,6 +63,8 @@ class OnnxSession:
         self.input_names = tuple(node.name for node in self._session.get_inputs())
         outputs = [node.name for node in self._session.get_outputs()]
         self.output_name = next((name for name in TOKEN_OUTPUTS if name in outputs), outputs[0])
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = _ORT_LOG_FATAL_ONLY
         if "input_ids" not in self.input_names:
             raise CorruptModelError(
                 f"{str(path)!r} takes inputs {list(self.input_names)}, not 'input_ids': "
@@ -70,7 +75,7 @@ class OnnxSession:
         """Run one batch and return the token embeddings ``(batch, seq, hidden)`` as float32."""
         feeds = model_feeds(self.input_names, features)
         try:
-            (output,) = self._session.run([self.output_name], feeds)
+            (output,) = self._session.run([self.output_name], feeds, self._run_options)
         except Exception as exc:
             raise InferenceError(
                 f"ONNX Runtime failed on a batch of shape {features['input_ids'].shape}: "

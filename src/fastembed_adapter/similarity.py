@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["SimilarityFunction", "pairwise_similarity_fn", "similarity_fn"]
+__all__ = ["SUPPORTED_SIMILARITY_FN_NAMES", "SimilarityFunction", "pairwise_similarity_fn", "similarity_fn"]
 
 _EPS = 1e-12
 
@@ -32,15 +32,25 @@ class SimilarityFunction(str, Enum):
     MANHATTAN = "manhattan"
 
     @classmethod
-    def parse(cls, value: str | SimilarityFunction) -> SimilarityFunction:
-        """The enum member for ``value`` (``dot_product`` accepted as ``dot``)."""
+    def parse(cls, value: str | Enum) -> SimilarityFunction:
+        """The member for a name or an enum member (ours or sentence-transformers' ``SimilarityFunction``).
+
+        Only the names sentence-transformers 6 accepts as ``similarity_fn_name``: ``"dot_product"``
+        (the name of ST's enum member whose value is ``"dot"``) is rejected as ST rejects it.
+        """
         if isinstance(value, SimilarityFunction):
             return value
+        name = value.value if isinstance(value, Enum) else value
         try:
-            return cls("dot" if value == "dot_product" else value)
+            return cls(name)
         except ValueError:
             valid = ", ".join(member.value for member in cls)
-            raise InvalidInputError(f"Unknown similarity function {value!r}. Valid: {valid}.") from None
+            hint = " Use 'dot' for the dot product." if name == "dot_product" else ""
+            raise InvalidInputError(f"Unknown similarity function {name!r}. Valid: {valid}.{hint}") from None
+
+
+# The names ``SentenceTransformer.SUPPORTED_SIMILARITY_FN_NAMES`` lists (single-vector similarities).
+SUPPORTED_SIMILARITY_FN_NAMES: tuple[str, ...] = tuple(member.value for member in SimilarityFunction)
 
 
 def _matrix(x: Any) -> np.ndarray:

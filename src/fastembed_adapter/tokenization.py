@@ -9,7 +9,8 @@ token) before ``encode_batch``. We configure the same backend from ``tokenizer.j
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,132 @@ from tokenizers import Encoding, Tokenizer, normalizers
 from .errors import CorruptModelError, InvalidInputError, ModelNotFoundError
 from .layout import read_json
 
-__all__ = ["TextTokenizer"]
+__all__ = ["PROCESSING_KWARGS_KEYS", "BatchOptions", "TextTokenizer", "position_limit"]
+
+# Top-level keys of sentence-transformers' ``processing_kwargs`` (Transformer._VALID_PROCESSING_KWARGS_KEYS).
+PROCESSING_KWARGS_KEYS = frozenset({"common", "text", "audio", "image", "video", "chat_template"})
+# The text processor arguments a call may override, and the values each accepts.
+_TRUNCATE = (True, "longest_first", "only_first")
+_NO_TRUNCATE = (False, "do_not_truncate")
+_PAD_LONGEST = (True, "longest")
+_TEXT_OPTIONS = {
+    "max_length": "a positive int or None",
+    "truncation": f"one of {[*_TRUNCATE, *_NO_TRUNCATE]}",
+    "padding": f"one of {[*_PAD_LONGEST, 'max_length']}",
+    "pad_to_multiple_of": "a positive int or None",
+}
+# Tokenizer classes whose ``model_input_names`` leave out token_type_ids (transformers' class defaults),
+# for a tokenizer_config.json that does not list them.
+_NO_TOKEN_TYPE_CLASSES = frozenset(
+    {
+        "BartTokenizer", "BigBirdTokenizer", "BloomTokenizer", "CLIPTokenizer", "CamembertTokenizer",
+        "CodeLlamaTokenizer", "DistilBertTokenizer", "GPT2Tokenizer", "GPTNeoXTokenizer", "GemmaTokenizer",
+        "LlamaTokenizer", "MBartTokenizer", "MPNetTokenizer", "NllbTokenizer", "PegasusTokenizer",
+        "Qwen2Tokenizer", "RobertaTokenizer", "SiglipTokenizer", "T5Tokenizer", "XLMRobertaTokenizer",
+    }
+)  # fmt: skip
+# Model types whose learned positions start after the padding index (RoBERTa family): they hold
+# ``max_position_embeddings - padding_idx - 1`` tokens; padding_idx is ``pad_token_id`` (MPNet fixes it at 1).
+_OFFSET_POSITION_TYPES = frozenset(
+    {"camembert", "data2vec-text", "ibert", "longformer", "roberta", "roberta-prelayernorm", "xlm-roberta",
+     "xlm-roberta-xl", "xmod"}
+)  # fmt: skip
+_FIXED_PADDING_IDX = {"mpnet": 1}
+_MAX_TRUNCATING_CLONES = 8
+
+
+def position_limit(folder: Path) -> int | None:
+    """Most tokens the model's position embeddings hold, from ``config.json`` (None when unbounded or unknown).
+
+    ``max_position_embeddings`` (of the ``text_config`` for multimodal configs), less the padding
+    offset of RoBERTa-style positions; xlnet's ``-1`` and configs without the key mean no limit.
+    """
+    path = folder / "config.json"
+    config = read_json(path) if path.is_file() else {}
+    nested = config.get("text_config")
+    text: dict[str, Any] = nested if isinstance(nested, dict) else config
+    positions = text.get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions <= 0:
+        return None
+    model_type = text.get("model_type")
+    if model_type in _FIXED_PADDING_IDX:
+        positions -= _FIXED_PADDING_IDX[model_type] + 1
+    elif model_type in _OFFSET_POSITION_TYPES:
+        pad = text.get("pad_token_id")
+        positions -= (pad if isinstance(pad, int) else 1) + 1
+    return positions
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How one call truncates and pads its texts: the text processor kwargs sentence-transformers passes, resolved.
+
+    Attributes:
+        max_length: truncate every text to this many tokens (None: no truncation).
+        pad_to: pad every row to at least this width (``padding="max_length"``), else to the longest.
+        pad_to_multiple_of: round the padded width up to a multiple of this.
+    """
+
+    max_length: int | None
+    pad_to: int | None = None
+    pad_to_multiple_of: int | None = None
+
+    @classmethod
+    def parse(cls, processing_kwargs: Mapping[str, Any] | None, max_seq_length: int | None) -> BatchOptions:
+        """Resolve ``encode(processing_kwargs=...)`` as sentence-transformers' ``Transformer.preprocess`` does.
+
+        The ``text`` and ``common`` entries are merged over ST's text defaults (``padding=True``,
+        ``truncation="longest_first"``; ``common`` wins, as in ST); ``max_length`` falls back to
+        ``max_seq_length`` as the tokenizer's ``model_max_length`` does. Audio, image, video and
+        chat-template entries do not apply to text and are left alone, as ST leaves them; unknown
+        top-level keys too (ST warns about them). A text option ONNX Runtime batches cannot honour
+        raises ``InvalidInputError`` naming it.
+        """
+        if processing_kwargs is None:
+            return cls(max_seq_length)
+        if not isinstance(processing_kwargs, Mapping):
+            raise InvalidInputError(
+                "processing_kwargs must be a dict like {'text': {'max_length': 256}}, "
+                f"got {processing_kwargs!r:.80}."
+            )
+        call: dict[str, Any] = {"padding": True, "truncation": "longest_first"}
+        for key in ("text", "common"):
+            entry = processing_kwargs.get(key)
+            if entry is not None and not isinstance(entry, Mapping):
+                raise InvalidInputError(f"processing_kwargs[{key!r}] must be a dict, got {entry!r:.80}.")
+            call.update(entry or {})
+        unsupported = sorted(set(call) - set(_TEXT_OPTIONS))
+        if unsupported:
+            raise InvalidInputError(
+                f"processing_kwargs text option(s) {unsupported} are not supported by OnnxSentenceEncoder. "
+                f"Supported: {', '.join(_TEXT_OPTIONS)}."
+            )
+        max_length = call.get("max_length")
+        multiple = call.get("pad_to_multiple_of")
+        for name, value in (("max_length", max_length), ("pad_to_multiple_of", multiple)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise InvalidInputError(f"processing_kwargs {name} must be {_TEXT_OPTIONS[name]}, got {value!r}.")
+        length = max_length if max_length is not None else max_seq_length
+        truncation, padding = call["truncation"], call["padding"]
+        if truncation not in _TRUNCATE and truncation not in _NO_TRUNCATE:
+            raise InvalidInputError(
+                f"processing_kwargs truncation must be {_TEXT_OPTIONS['truncation']}, got {truncation!r}."
+            )
+        if padding not in _PAD_LONGEST and padding != "max_length":
+            raise InvalidInputError(
+                f"processing_kwargs padding must be {_TEXT_OPTIONS['padding']}, got {padding!r}: a batch array needs "
+                "every row padded to one width."
+            )
+        if truncation in _TRUNCATE and length is not None and multiple is not None and length % multiple:
+            raise InvalidInputError(  # the tokenizer raises this ValueError too
+                f"processing_kwargs truncates to {length} tokens (max_length), which is not a multiple of "
+                f"pad_to_multiple_of={multiple}; pick a max_length that is."
+            )
+        return cls(
+            max_length=length if truncation in _TRUNCATE else None,
+            pad_to=length if padding == "max_length" else None,
+            pad_to_multiple_of=multiple,
+        )
 
 
 def _token_text(value: Any) -> str | None:
@@ -32,8 +158,20 @@ def _token_text(value: Any) -> str | None:
 class TextTokenizer:
     """The model's ``tokenizers.Tokenizer`` set up for sentence-transformers-style batches."""
 
-    def __init__(self, folder: Path, max_seq_length: int | None, do_lower_case: bool = False) -> None:
-        """Load ``folder/tokenizer.json`` and its config; truncate to ``max_seq_length`` tokens."""
+    def __init__(
+        self,
+        folder: Path,
+        max_seq_length: int | None,
+        do_lower_case: bool = False,
+        *,
+        padding_side: str | None = None,
+        truncation_side: str | None = None,
+    ) -> None:
+        """Load ``folder/tokenizer.json`` and its config; truncate to ``max_seq_length`` tokens.
+
+        ``padding_side``/``truncation_side`` override the config's, as tokenizer keyword
+        arguments to ``from_pretrained`` do.
+        """
         path = folder / "tokenizer.json"
         if not path.is_file():
             raise ModelNotFoundError(
@@ -51,8 +189,9 @@ class TextTokenizer:
         self.do_lower_case = do_lower_case
         if do_lower_case:
             self._prepend_lowercase()
-        self.padding_side = str(config.get("padding_side", "right"))
-        self.truncation_side = str(config.get("truncation_side", "right"))
+        self.padding_side = _side("padding_side", padding_side or config.get("padding_side", "right"))
+        self.truncation_side = _side("truncation_side", truncation_side or config.get("truncation_side", "right"))
+        self.model_input_names = _model_input_names(config)
         pad_token = _token_text(config.get("pad_token")) or _token_text(special_map.get("pad_token"))
         pad_id = self.tokenizer.token_to_id(pad_token) if pad_token is not None else None
         self.pad_token = pad_token
@@ -63,6 +202,7 @@ class TextTokenizer:
         self.tokenizer.no_padding()
         self._max_seq_length: int | None = None
         self.max_seq_length = max_seq_length
+        self._clones: dict[int | None, Tokenizer] = {}
 
     def _prepend_lowercase(self) -> None:
         """``do_lower_case``: prepend a ``Lowercase`` normalizer unless one is there, as ST's Transformer does."""
@@ -94,14 +234,40 @@ class TextTokenizer:
         """Tokenize a batch, padded to its longest text: int64 ``input_ids``, ``attention_mask``, ``token_type_ids``."""
         return self.pad(self.tokenize(texts))
 
-    def tokenize(self, texts: list[str]) -> list[Encoding]:
-        """Tokenize (with special tokens, truncated) without padding; offsets are not computed."""
-        encodings: list[Encoding] = self.tokenizer.encode_batch_fast(texts, add_special_tokens=True)
+    def tokenize(self, texts: list[str], options: BatchOptions | None = None) -> list[Encoding]:
+        """Tokenize (with special tokens, truncated) without padding; offsets are not computed.
+
+        ``options.max_length`` truncates this call to another length than ``max_seq_length``.
+        """
+        tokenizer = self.tokenizer
+        if options is not None and options.max_length != self._max_seq_length:
+            tokenizer = self._truncating(options.max_length)
+        encodings: list[Encoding] = tokenizer.encode_batch_fast(texts, add_special_tokens=True)
         return encodings
 
-    def pad(self, encodings: Sequence[Encoding]) -> dict[str, np.ndarray]:
-        """Stack encodings into int64 arrays padded to the longest, on the tokenizer's padding side."""
+    def _truncating(self, max_length: int | None) -> Tokenizer:
+        """A copy of the tokenizer truncating to ``max_length`` (None: not at all); a few are kept."""
+        clone = self._clones.get(max_length)
+        if clone is None:
+            clone = Tokenizer.from_str(self.tokenizer.to_str())
+            if max_length is None:
+                clone.no_truncation()
+            else:
+                clone.enable_truncation(max_length, strategy="longest_first", direction=self.truncation_side, stride=0)
+            if len(self._clones) < _MAX_TRUNCATING_CLONES:
+                self._clones[max_length] = clone
+        return clone
+
+    def pad(self, encodings: Sequence[Encoding], options: BatchOptions | None = None) -> dict[str, np.ndarray]:
+        """Stack encodings into int64 arrays padded to the longest, on the tokenizer's padding side.
+
+        ``options`` pad to ``pad_to`` (``padding="max_length"``) and round up to ``pad_to_multiple_of``.
+        """
         width = max((len(enc.ids) for enc in encodings), default=0)
+        if options is not None and encodings:
+            width = max(width, options.pad_to or 0)
+            if options.pad_to_multiple_of:
+                width = -(-width // options.pad_to_multiple_of) * options.pad_to_multiple_of
         batch = len(encodings)
         input_ids = np.full((batch, width), self.pad_id, dtype=np.int64)
         attention_mask = np.zeros((batch, width), dtype=np.int64)
@@ -114,14 +280,31 @@ class TextTokenizer:
             token_type_ids[row, cols] = enc.type_ids
         return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
 
-    def prompt_length(self, prompt: str) -> int:
+    def prompt_length(self, prompt: str, options: BatchOptions | None = None) -> int:
         """Tokens a prompt occupies at the start of a text, as sentence-transformers counts them.
 
-        The prompt is tokenized alone (with special tokens, truncated); a trailing special token
-        (SEP/EOS) is not counted.
+        The prompt is tokenized alone (with special tokens, truncated as the call truncates); a
+        trailing special token (SEP/EOS) is not counted.
         """
-        ids = self.encode([prompt])["input_ids"][0]
+        ids = self.tokenize([prompt], options)[0].ids
         length = len(ids)
         if length and int(ids[-1]) in self.special_ids:
             length -= 1
         return length
+
+
+def _side(name: str, value: Any) -> str:
+    if value not in ("left", "right"):
+        raise InvalidInputError(f"{name} must be 'left' or 'right', got {value!r}.")
+    return str(value)
+
+
+def _model_input_names(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The features the HF tokenizer returns: the config's ``model_input_names``, else its class default."""
+    names = config.get("model_input_names")
+    if isinstance(names, list) and all(isinstance(name, str) for name in names):
+        return tuple(names)
+    tokenizer_class = str(config.get("tokenizer_class") or "").removesuffix("Fast")
+    if tokenizer_class in _NO_TOKEN_TYPE_CLASSES:
+        return ("input_ids", "attention_mask")
+    return ("input_ids", "token_type_ids", "attention_mask")
