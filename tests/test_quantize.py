@@ -12,16 +12,20 @@ import onnx
 import pytest
 from onnx import helper
 
-from conftest import FP32_FILE, FP32_MAX_ABS, TEXTS, TINY_INT8_MIN_COSINE, cosines
+from checks import FP32_MAX_ABS, TINY_INT8_MIN_COSINE, cosines
 from fastembed_adapter import OnnxSentenceEncoder
 from fastembed_adapter.cpu import detect_target
+from fastembed_adapter.prepare.attention import mask_free_when_unpadded, unfuse_attention
+from fastembed_adapter.prepare.capture import calibrate_absmax
 from fastembed_adapter.prepare.embeddings import quantize_embedding_tables
-from fastembed_adapter.prepare.outliers import mask_free_when_unpadded, split_outliers, unfuse_attention
+from fastembed_adapter.prepare.graph import constant_matmul_inputs
+from fastembed_adapter.prepare.outliers import split_outliers
 from fastembed_adapter.prepare.pertoken import rewrite_per_token
 from fastembed_adapter.prepare.quantize import RECIPES, Calibration, Recipe, quantize_int8
 from fastembed_adapter.prepare.sensitivity import node_errors
-from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
+from fastembed_adapter.prepare.smoothquant import norm_outputs, smooth
 from fastembed_adapter.texts import calibration_texts
+from tiny import FP32_FILE, TEXTS
 
 CALIBRATION = calibration_texts()[:48]
 

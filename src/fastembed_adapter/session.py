@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,14 @@ import onnxruntime as ort
 from .cpu import available_cpus
 from .errors import CorruptModelError, InferenceError, InvalidInputError, ModelNotFoundError
 
-__all__ = ["DISABLED_OPTIMIZERS", "TOKEN_OUTPUTS", "OnnxSession", "model_feeds", "release_freed_memory"]
+__all__ = [
+    "DISABLED_OPTIMIZERS",
+    "TOKEN_OUTPUTS",
+    "OnnxSession",
+    "model_feeds",
+    "output_runner",
+    "release_freed_memory",
+]
 
 # ORT's fusion of a residual Add + LayerNormalization into SkipLayerNormalization: on CPU (ORT 1.32)
 # the fused kernel is 5-7x slower than the two ops it replaces, so `prepare` leaves them apart and the
@@ -82,6 +89,38 @@ class OnnxSession:
                 f"{str(exc).strip().splitlines()[0][:300]}"
             ) from exc
         return np.asarray(output, dtype=np.float32)
+
+
+def output_runner(
+    model: bytes, outputs: Sequence[str], threads: int | None = None
+) -> Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]:
+    """A function: tokenizer features → the values of ``outputs`` in the serialized ``model`` (prepare's calibration).
+
+    Unlike ``OnnxSession`` it keeps every ORT optimizer and, with ``threads`` None, ORT's own thread
+    count, so the values are those the calibrated INT8 files were always computed from.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    options.log_severity_level = _ORT_LOG_FATAL_ONLY
+    try:
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
+        raise CorruptModelError(
+            f"ONNX Runtime cannot load the graph: {str(exc).strip().splitlines()[0][:300]}."
+        ) from exc
+    input_names = [node.name for node in session.get_inputs()]
+    names = list(outputs)
+
+    def run(features: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return list(session.run(names, model_feeds(input_names, features)))
+        except Exception as exc:
+            raise InferenceError(
+                f"ONNX Runtime failed on a batch of shape {features['input_ids'].shape}: "
+                f"{str(exc).strip().splitlines()[0][:300]}"
+            ) from exc
+
+    return run
 
 
 def _default_input(name: str, input_ids: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .graph import drop_unused_initializers, initializers, node_label, replace_nodes
+
 __all__ = ["MIN_TABLE_ROWS", "quantize_embedding_tables"]
 
 MIN_TABLE_ROWS = 4096  # smaller vocabularies gain little
@@ -28,20 +30,18 @@ def quantize_embedding_tables(model: onnx.ModelProto, min_rows: int = MIN_TABLE_
     stay FP32; a table that some other node still reads is kept as well.
     """
     graph = model.graph
-    weights = {init.name: init for init in graph.initializer}
-    nodes: list[onnx.NodeProto] = []
+    weights = initializers(graph)
     done: dict[str, tuple[str, str]] = {}
-    for node in graph.node:
+
+    def rewrite(node: onnx.NodeProto) -> list[onnx.NodeProto] | None:
         # only lookups of the token ids: position tables and rotary caches are indexed by other tensors
         vocabulary = node.op_type == "Gather" and node.input[1] == "input_ids"
         table = weights.get(node.input[0]) if vocabulary else None
         axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
         if table is None or axis != 0 or table.data_type != TensorProto.FLOAT or len(table.dims) != 2:
-            nodes.append(node)
-            continue
+            return None
         if table.dims[0] < min_rows:
-            nodes.append(node)
-            continue
+            return None
         prefix = f"{table.name}/fea_int8"
         if table.name not in done:
             values = numpy_helper.to_array(table)
@@ -56,17 +56,14 @@ def quantize_embedding_tables(model: onnx.ModelProto, min_rows: int = MIN_TABLE_
             done[table.name] = (f"{prefix}/values", f"{prefix}/scale")
         values_name, scale_name = done[table.name]
         ids, output = node.input[1], node.output[0]
-        p = f"{node.name or output}/fea_int8"
-        nodes += [
+        p = f"{node_label(node)}/fea_int8"
+        return [
             helper.make_node("Gather", [values_name, ids], [f"{p}/q"], name=f"{p}/Gather"),
             helper.make_node("Cast", [f"{p}/q"], [f"{p}/f"], to=TensorProto.FLOAT, name=f"{p}/Cast"),
             helper.make_node("Gather", [scale_name, ids], [f"{p}/s"], name=f"{p}/GatherScale"),
             helper.make_node("Mul", [f"{p}/f", f"{p}/s"], [output], name=f"{p}/Mul"),
         ]
-    used = {name for node in nodes for name in node.input} | {output.name for output in graph.output}
-    kept = [init for init in graph.initializer if init.name not in done or init.name in used]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+
+    replace_nodes(graph, rewrite)
+    drop_unused_initializers(graph, among=done)  # a table some other node still reads stays
     return len(done)

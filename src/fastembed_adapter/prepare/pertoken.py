@@ -26,11 +26,18 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .smoothquant import constant_weight
+from .graph import (
+    MS_DOMAIN,
+    constant_weight,
+    declare_domain,
+    drop_unused_initializers,
+    initializers,
+    node_label,
+    replace_nodes,
+)
 
 __all__ = ["rewrite_per_token"]
 
-_MS_DOMAIN = "com.microsoft"
 _CONSTS: dict[str, np.ndarray] = {
     "fea_pt_axes": np.array([-1], np.int64),
     "fea_pt_inv127": np.array(1 / 127.0, np.float32),
@@ -68,17 +75,16 @@ def rewrite_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) -> 
     Consumers of the same activation (e.g. Q, K and V) share one activation quantization.
     """
     graph = model.graph
-    weights = {init.name: init for init in graph.initializer}
+    weights = initializers(graph)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    nodes: list[onnx.NodeProto] = []
-    added: list[onnx.TensorProto] = []
+    added: list[onnx.TensorProto] = []  # joins the graph after the FP32 weights are dropped
     quantized: dict[str, tuple[str, str]] = {}
-    count = 0
-    for node in graph.node:
+
+    def rewrite(node: onnx.NodeProto) -> list[onnx.NodeProto] | None:
         weight = constant_weight(node, weights)
-        if weight is None or (node.name or node.output[0]) in exclude:
-            nodes.append(node)
-            continue
+        if weight is None or node_label(node) in exclude:
+            return None
+        nodes: list[onnx.NodeProto] = []
         x = node.input[0]
         if x not in quantized:
             quant_nodes, xq, scale = _quantize_activation(x, opset)
@@ -88,26 +94,22 @@ def rewrite_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) -> 
         w = numpy_helper.to_array(weight)
         w_scale = (np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0).astype(np.float32)
         w_q = np.clip(np.round(w / w_scale), -127, 127).astype(np.int8)
-        p = f"{node.name or node.output[0]}/fea_pt"
+        p = f"{node_label(node)}/fea_pt"
         w_scale_127 = (w_scale / 127.0).astype(np.float32)  # the activation side passes the peak, not peak/127
-        added += [numpy_helper.from_array(w_q, f"{p}/wq"), numpy_helper.from_array(w_scale_127, f"{p}/ws")]
+        added.extend([numpy_helper.from_array(w_q, f"{p}/wq"), numpy_helper.from_array(w_scale_127, f"{p}/ws")])
         nodes.append(
             helper.make_node(
                 "MatMulIntegerToFloat",
                 [xq, f"{p}/wq", scale, f"{p}/ws", "fea_pt_zp"],
                 list(node.output),
-                domain=_MS_DOMAIN,
+                domain=MS_DOMAIN,
                 name=f"{p}/MatMulIntegerToFloat",
             )
         )
-        count += 1
-    used = {name for node in nodes for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    added += [numpy_helper.from_array(value, name) for name, value in _CONSTS.items()]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.initializer[:]
-    graph.initializer.extend(kept + added)
-    if not any(entry.domain == _MS_DOMAIN for entry in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
+        return nodes
+
+    count = replace_nodes(graph, rewrite)
+    drop_unused_initializers(graph)
+    graph.initializer.extend(added + [numpy_helper.from_array(value, name) for name, value in _CONSTS.items()])
+    declare_domain(model, MS_DOMAIN)
     return count

@@ -117,10 +117,10 @@ def _ffn_matmuls(model_path: Path, which: str) -> list[str]:
     """Names of FFN MatMuls: weights (in, out) with out > in and out != 3*in (up), or in > out (down)."""
     import onnx
 
-    from .smoothquant import constant_matmul_inputs
+    from .graph import constant_matmul_inputs, initializers
 
     model = onnx.load(str(model_path))
-    weights = {init.name: init for init in model.graph.initializer}
+    weights = initializers(model.graph)
     names = []
     for nodes in constant_matmul_inputs(model).values():
         for node in nodes:
@@ -142,8 +142,8 @@ def quantize_int8(
     """
     import onnx
 
+    from .attention import mask_free_when_unpadded, unfuse_attention
     from .embeddings import quantize_embedding_tables
-    from .outliers import mask_free_when_unpadded, unfuse_attention
 
     exclude = [] if recipe.keep_fp32 == "none" else _ffn_matmuls(source, recipe.keep_fp32)
     details: dict[str, Any] = {}
@@ -152,9 +152,11 @@ def quantize_int8(
         if recipe.split_attention:
             unfuse_attention(model)
     if recipe.per_token:
+        from .capture import calibrate_absmax
+        from .graph import constant_matmul_inputs
         from .outliers import split_outliers
         from .pertoken import rewrite_per_token
-        from .smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
+        from .smoothquant import norm_outputs, smooth
 
         if recipe.calibrated:
             if calibration is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .smoothquant import constant_matmul_inputs
+from .graph import constant_matmul_inputs, node_label, producers
 
 __all__ = ["node_errors"]
 
@@ -36,8 +36,7 @@ def node_errors(
     from .capture import capture_runner, text_batches
 
     nodes = [node for group in constant_matmul_inputs(fp32).values() for node in group]
-    produced = {name for node in quantized.graph.node for name in node.output}
-    produced |= {tensor.name for tensor in quantized.graph.input}
+    produced = set(producers(quantized.graph)) | {tensor.name for tensor in quantized.graph.input}
     nodes = [node for node in nodes if node.input[0] in produced and node.output[0] in produced]
     tensors = sorted({name for node in nodes for name in (node.input[0], node.output[0])})
     run_reference, run_candidate = (capture_runner(model, tensors, threads) for model in (fp32, quantized))
@@ -52,4 +51,4 @@ def node_errors(
             norm = np.einsum("bs,bsh->b", mask, ref.astype(np.float64) ** 2)
             total[name] += float(np.sum(np.sqrt(error / np.maximum(norm, 1e-30))))
     error = {name: value / max(len(texts), 1) for name, value in total.items()}
-    return {node.name or node.output[0]: float(error[node.output[0]] - error[node.input[0]]) for node in nodes}
+    return {node_label(node): float(error[node.output[0]] - error[node.input[0]]) for node in nodes}

@@ -16,27 +16,23 @@ path) one ``Mul(X, 1/s)`` shared by the consumers is inserted.
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
-__all__ = [
-    "CAPTURE_BATCH",
-    "WeightWriter",
-    "calibrate_absmax",
-    "constant_matmul_inputs",
-    "constant_weight",
-    "norm_outputs",
-    "smooth",
-]
+from .graph import (
+    WeightWriter,
+    constant_matmul_inputs,
+    constant_resolver,
+    insert_nodes,
+    node_label,
+    producers,
+    use_counts,
+)
 
-# Texts per run when every MatMul input is a graph output: all-mpnet-base-v2 exposes ~0.4 MB per
-# token, so 8 passages of 384 tokens already hold ~1.4 GB of activations.
-CAPTURE_BATCH = 8
+__all__ = ["norm_outputs", "smooth"]
 
 _CLIP = (1e-2, 1e2)
 
@@ -48,60 +44,6 @@ _AFFINE_PARAMS = {
     "SkipSimplifiedLayerNormalization": (2,),
     "RMSNormalization": (1,),
 }
-
-
-def constant_weight(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) -> onnx.TensorProto | None:
-    """The constant 2-D FP32 weight a MatMul multiplies its input by, or None for any other node."""
-    if node.op_type != "MatMul" or len(node.input) != 2:
-        return None
-    weight = weights.get(node.input[1])
-    if weight is None or len(weight.dims) != 2 or weight.data_type != TensorProto.FLOAT:
-        return None
-    return weight
-
-
-class WeightWriter:
-    """Reads and rewrites a node's constant weight (``input[1]``) without touching other users of it.
-
-    A weight shared by several nodes (cross-layer sharing, tied projections) gets a private copy
-    for each rewritten node instead of being changed for all of them.
-    """
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        self._graph = model.graph
-        self._weights = {init.name: init for init in model.graph.initializer}
-        self._uses: dict[str, int] = defaultdict(int)
-        for node in model.graph.node:
-            for name in node.input:
-                self._uses[name] += 1
-        for output in model.graph.output:
-            self._uses[output.name] += 1
-
-    def read(self, node: onnx.NodeProto) -> np.ndarray:
-        """The node's weight as an array."""
-        array: np.ndarray = numpy_helper.to_array(self._weights[node.input[1]])
-        return array
-
-    def write(self, node: onnx.NodeProto, array: np.ndarray, tag: str) -> None:
-        """Give ``node`` the weight ``array``: in place if only it uses the weight, else as a private copy."""
-        name = node.input[1]
-        if self._uses[name] > 1:
-            self._uses[name] -= 1
-            name = f"{name}/{tag}/{node.name or node.output[0]}"
-            self._weights[name] = self._graph.initializer.add()
-            self._uses[name] = 1
-            node.input[1] = name
-        self._weights[name].CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
-
-
-def constant_matmul_inputs(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
-    """Activation tensor → the MatMul nodes that multiply it by a constant 2-D FP32 weight."""
-    weights = {init.name: init for init in model.graph.initializer}
-    groups: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in model.graph.node:
-        if constant_weight(node, weights) is not None:
-            groups[node.input[0]].append(node)
-    return dict(groups)
 
 
 _ELEMENTWISE = {"Add", "Cast", "Div", "Identity", "Mul", "Pow", "Reciprocal", "Sqrt", "Sub"}
@@ -118,8 +60,8 @@ def norm_outputs(model: onnx.ModelProto) -> set[str]:
     Gates, squares and other products of two activations do not.
     """
     graph = model.graph
-    producer = {out: node for node in graph.node for out in node.output}
-    resolve = _constant_resolver(graph, producer)
+    producer_of = producers(graph)
+    resolve = constant_resolver(graph, producer_of)
     found = {
         node.output[0]
         for node in graph.node
@@ -128,7 +70,7 @@ def norm_outputs(model: onnx.ModelProto) -> set[str]:
 
     @functools.cache
     def reaches_mean(tensor: str, depth: int) -> bool:
-        node = producer.get(tensor)
+        node = producer_of.get(tensor)
         if node is None or depth == 0:
             return False
         if node.op_type == "ReduceMean":
@@ -162,24 +104,6 @@ def _vector_operand(node: onnx.NodeProto, resolve: Callable[[str], np.ndarray | 
     return (constant[0], value) if value is not None and value.ndim == 1 else None
 
 
-def calibrate_absmax(
-    source: Path | onnx.ModelProto, folder: Path, texts: list[str], tensors: list[str], threads: int | None = None
-) -> dict[str, np.ndarray]:
-    """Per-channel ``max|x|`` of each tensor over the real (unpadded) tokens of ``texts``."""
-    from .capture import capture_runner, text_batches
-
-    model = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
-    run = capture_runner(model, tensors, threads)
-    stats: dict[str, np.ndarray] = {}
-    for features in text_batches(folder, texts, CAPTURE_BATCH):
-        mask = features["attention_mask"].astype(bool)
-        for name, value in zip(tensors, run(features), strict=True):
-            rows = value[mask] if value.shape[:2] == mask.shape else value.reshape(-1, value.shape[-1])
-            peak = np.abs(rows).max(axis=0)
-            stats[name] = peak if name not in stats else np.maximum(stats[name], peak)
-    return stats
-
-
 def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -> tuple[int, int]:
     """Smooth every calibrated MatMul input of ``model`` in place.
 
@@ -187,15 +111,10 @@ def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -
     """
     graph = model.graph
     weights = WeightWriter(model)
-    producers = {out: node for node in graph.node for out in node.output}
-    resolve = _constant_resolver(graph, producers)
-    uses: dict[str, int] = defaultdict(int)
-    for node in graph.node:
-        for name in node.input:
-            uses[name] += node.op_type != "Shape"  # reading the shape does not see the values
-    for output in graph.output:
-        uses[output.name] += 1
-    inserted: dict[str, onnx.NodeProto] = {}  # first consumer's output → the Mul to put before it
+    producer_of = producers(graph)
+    resolve = constant_resolver(graph, producer_of)
+    uses = use_counts(graph, skip={"Shape"})  # reading the shape does not see the values
+    inserted: dict[str, list[onnx.NodeProto]] = {}  # first consumer's output → the Mul to put before it
     smoothed = folded = 0
     for tensor, consumers in constant_matmul_inputs(model).items():
         if tensor not in stats:
@@ -208,25 +127,19 @@ def smooth(model: onnx.ModelProto, stats: dict[str, np.ndarray], alpha: float) -
         smoothed += 1
         for node, array in zip(consumers, arrays, strict=True):
             weights.write(node, array * scale[:, None], "fea_sq")
-        producer = producers.get(tensor)
+        producer = producer_of.get(tensor)
         exclusive = uses[tensor] == len(consumers)
         if exclusive and producer is not None and _fold(graph, producer, tensor, inverse, resolve):
             folded += 1
             continue
         name, smoothed_name = f"{tensor}/fea_sq_inv", f"{tensor}/fea_sq"
         graph.initializer.append(numpy_helper.from_array(inverse, name))
-        inserted[consumers[0].output[0]] = helper.make_node(
-            "Mul", [tensor, name], [smoothed_name], name=f"{tensor}/fea_sq_mul"
-        )
+        inserted[consumers[0].output[0]] = [
+            helper.make_node("Mul", [tensor, name], [smoothed_name], name=f"{tensor}/fea_sq_mul")
+        ]
         for node in consumers:
             node.input[0] = smoothed_name
-    nodes: list[onnx.NodeProto] = []
-    for node in graph.node:
-        if node.output and node.output[0] in inserted:
-            nodes.append(inserted[node.output[0]])
-        nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    insert_nodes(graph, inserted)
     return smoothed, folded
 
 
@@ -250,36 +163,7 @@ def _fold(
     if not params or any(p is None or p.dtype != np.float32 or p.shape != inverse.shape for p in params):
         return False
     for index, param in zip(indices, params, strict=True):
-        name = f"{producer.input[index]}/fea_sq/{producer.name or tensor}"
+        name = f"{producer.input[index]}/fea_sq/{node_label(producer)}"
         graph.initializer.append(numpy_helper.from_array((param * inverse).astype(np.float32), name))
         producer.input[index] = name
     return True
-
-
-def _constant_resolver(
-    graph: onnx.GraphProto, producers: dict[str, onnx.NodeProto]
-) -> Callable[[str], np.ndarray | None]:
-    """Value of a constant tensor: an initializer, a ``Constant`` node, or an ``Identity`` of either.
-
-    torch's exporter aliases identical weights (every norm weight of an untrained model is ones)
-    through ``Identity`` nodes, and writes small constants as ``Constant`` nodes.
-    """
-    constants = {init.name: init for init in graph.initializer}
-
-    def resolve(name: str) -> np.ndarray | None:
-        for _ in range(4):
-            if name in constants:
-                array: np.ndarray = numpy_helper.to_array(constants[name])
-                return array
-            node = producers.get(name)
-            if node is None:
-                return None
-            if node.op_type == "Constant":
-                value = next((a.t for a in node.attribute if a.name == "value"), None)
-                return None if value is None else numpy_helper.to_array(value)
-            if node.op_type != "Identity":
-                return None
-            name = node.input[0]
-        return None
-
-    return resolve

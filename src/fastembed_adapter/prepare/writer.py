@@ -116,10 +116,9 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> None:
     """
     import onnx
 
-    domains = {node.domain for node in _all_nodes(model.graph)} - {"", "ai.onnx"}
-    declared = {entry.domain for entry in model.opset_import}
-    # ORT's fusions add com.microsoft nodes without declaring the domain (its own save adds it)
-    model.opset_import.extend(onnx.helper.make_opsetid(domain, 1) for domain in sorted(domains - declared))
+    from .graph import declare_used_domains
+
+    declare_used_domains(model)  # ORT's fusions add com.microsoft nodes without declaring the domain
     data = external_data_path(path)
     data.unlink(missing_ok=True)  # onnx appends to an existing data file
     onnx.save(
@@ -132,15 +131,6 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> None:
     )
     if data.exists():  # absent when no tensor reaches 1 KiB
         os.chmod(data, 0o666 & ~_umask())  # onnx creates it owner-only; readable like the .onnx beside it
-
-
-def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    """Nodes of ``graph`` and of its subgraphs (``If`` branches, loop bodies)."""
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
-                yield from _all_nodes(sub)
 
 
 def _umask() -> int:
