@@ -11,7 +11,9 @@ import pytest
 
 from checks import TINY_INT8_MIN_COSINE, TINY_INT8_MIN_MEAN_COSINE, assert_close_fp32, cosines
 from fastembed_adapter import OnnxSentenceEncoder, UnsupportedModelError
-from fastembed_adapter.prepare.smoothquant import calibrate_absmax, constant_matmul_inputs, norm_outputs, smooth
+from fastembed_adapter.prepare.capture import calibrate_absmax
+from fastembed_adapter.prepare.graph import constant_matmul_inputs
+from fastembed_adapter.prepare.smoothquant import norm_outputs, smooth
 from tiny import DECODERS, FP32_FILE, MORE_ARCHITECTURES, TEXTS, TinySpec, int8_file, run_prepare
 
 LONG = " ".join(TEXTS * 4)
@@ -134,11 +136,13 @@ def test_decoder_last_token_left_padding(prepared, st_models, arch, spec_kwargs)
     assert cosines(int8, st.encode(texts)).min() >= TINY_INT8_MIN_COSINE
 
 
-# Tiny random Gemma3 under per-token INT8: min cosine 0.72-0.81 on the validation texts, measured on
-# sentence-transformers 5.3/transformers 4.57 and 6.2/5.24, with optimum's export and with ours alike
-# (dynamic INT8 gives 0.998 on the same file). Real-weight fidelity is gated in test_real_minilm.py.
-TINY_GEMMA3_PER_TOKEN_MIN_COSINE = 0.7
-TINY_GEMMA3_PER_TOKEN_MIN_MEAN_COSINE = 0.93  # measured 0.934-0.951
+# Tiny random Gemma3 under the per-token recipes, measured (AVX2 target, deterministic tokenizer): min cosine
+# 0.789-0.801 and mean 0.930-0.934 on the validation texts, 0.907-0.934 on TEXTS; dynamic INT8 gives 0.999
+# on the same file, and optimum's export gave the same per-token levels. The margins cover other CPU
+# targets. Real-weight fidelity is gated in test_real_minilm.py; the per-token gap is issue 17's to close.
+TINY_GEMMA3_PER_TOKEN_MIN_COSINE = 0.75
+TINY_GEMMA3_PER_TOKEN_MIN_MEAN_COSINE = 0.92
+TINY_GEMMA3_PER_TOKEN_TEXTS_MIN_COSINE = 0.85
 
 
 @pytest.mark.parametrize("arch", ["modernbert", "gemma3_text", "qwen3"])
@@ -162,7 +166,7 @@ def test_calibrated_recipes_on_other_architectures(make_st_model, st_models, tmp
         folded = (3 if arch == "modernbert" else 4) if recipe != "outlier-per-token" else None
         assert row.get("smoothing_folded") == folded
         int8 = OnnxSentenceEncoder(out, file_name=int8_file(), threads=1, cache_size=0).encode(TEXTS)
-        assert cosines(int8, reference).min() >= min_cosine
+        assert cosines(int8, reference).min() >= (TINY_GEMMA3_PER_TOKEN_TEXTS_MIN_COSINE if gemma3 else min_cosine)
     # the folded smoothing is exact in FP32, and really changed the norm weights
     model = onnx.load(str(out / FP32_FILE))
     tensors = sorted(set(constant_matmul_inputs(model)) & norm_outputs(model))

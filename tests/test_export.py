@@ -9,7 +9,7 @@ import pytest
 from checks import FP32_MAX_ABS
 from fastembed_adapter import UnsupportedModelError
 from fastembed_adapter.prepare import export
-from tiny import FP32_FILE, TEXTS, TinySpec
+from tiny import FP32_FILE, MAX_SEQ_LENGTH, TEXTS, TinySpec
 
 
 def _last_hidden_state(hf_dir, texts):
@@ -19,7 +19,7 @@ def _last_hidden_state(hf_dir, texts):
 
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
     model = AutoModel.from_pretrained(str(hf_dir)).eval()
-    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="pt")
     with torch.no_grad():
         reference = model(**batch).last_hidden_state.numpy()
     return {name: value.numpy() for name, value in batch.items()}, reference

@@ -66,16 +66,34 @@ def int8_file() -> str:
     return int8_file_name(target)
 
 
+def _wordpiece_vocab(normalizer: Any, pre_tokenizer: Any) -> dict[str, int]:
+    """A WordPiece vocabulary of ``VOCAB_SIZE`` built from corpus.txt's counts, the same in every process.
+
+    (``tokenizers``' trainer breaks ties in hash-map order, which differs from process to process, so
+    a trained vocabulary, and every tiny model's inputs with it, changed between test runs.) Special
+    tokens, then every character alone and as a ``##`` continuation, then the most frequent words.
+    """
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for line in (DATA / "corpus.txt").read_text(encoding="utf-8").splitlines():
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)))
+    chars = sorted({char for word in counts for char in word})
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{char}" for char in chars)]
+    words = [word for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if len(word) > 1]
+    tokens += words[: max(0, VOCAB_SIZE - len(tokens))]
+    return {token: index for index, token in enumerate(tokens)}
+
+
 def train_tokenizer(out: Path) -> Path:
-    """A WordPiece tokenizer trained on corpus.txt, saved as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    """A WordPiece tokenizer over corpus.txt (deterministic vocabulary), saved as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train([str(DATA / "corpus.txt")], trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials))
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    tok = Tokenizer(models.WordPiece(_wordpiece_vocab(normalizer, pre_tokenizer), unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
