@@ -232,3 +232,33 @@ def test_hub_failures_are_told_apart(case, hf_cache, monkeypatch):
     assert isinstance(info.value.__cause__, huggingface_hub.errors.HfHubHTTPError | LocalEntryNotFoundError)
     others = {other for name, (_, _, other) in FAILURES.items() if name != case}
     assert not any(other in message for other in others)
+
+
+def test_st_hub_keywords_reach_the_hub(prepared_base, tmp_path, monkeypatch):
+    """``cache_folder``, ``local_files_only`` and ``token`` (sentence-transformers' constructor keywords)."""
+    folder = prepared_base("bert")
+    own_cache = tmp_path / "own-cache"
+    own_cache.mkdir()
+    cache_repo(own_cache, "owner/elsewhere", folder)  # only in this cache, not the default one
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-default-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # local_files_only alone must keep it offline
+    import huggingface_hub
+
+    calls = []
+    real = huggingface_hub.snapshot_download
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", spy)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda *a, **k: pytest.fail("went online"))
+    hub = OnnxSentenceEncoder(
+        "owner/elsewhere", cache_folder=str(own_cache), local_files_only=True, token="hf_secret", threads=1
+    )
+    np.testing.assert_array_equal(hub.encode(TEXTS), OnnxSentenceEncoder(folder, threads=1).encode(TEXTS))
+    assert calls and all(
+        c["cache_dir"] == str(own_cache) and c["local_files_only"] and c["token"] == "hf_secret" for c in calls
+    )
+    with pytest.raises(ModelNotFoundError, match=r"owner/elsewhere"):
+        OnnxSentenceEncoder("owner/elsewhere", local_files_only=True, threads=1)  # not in the default cache

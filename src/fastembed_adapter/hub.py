@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .cpu import detect_target, int8_file_name
 from .errors import ModelFolderError, ModelNotFoundError
 
 __all__ = [
+    "HubOptions",
     "check_model_source",
     "check_repo_id",
     "choose_onnx_file",
@@ -51,14 +53,35 @@ def choose_onnx_file(available: Iterable[str], file_name: str | None, where: str
     raise ModelNotFoundError(f"{where} has several ONNX files and none suits this CPU; pass file_name= one of {files}.")
 
 
-def resolve_model(name_or_path: str | Path, file_name: str | None, revision: str | None = None) -> tuple[Path, str]:
-    """Return (local folder, ONNX file relative to it), downloading from the hub only what is needed."""
+@dataclass(frozen=True)
+class HubOptions:
+    """Where and how hub downloads happen: sentence-transformers' ``cache_folder``, ``local_files_only``, ``token``."""
+
+    cache_folder: str | Path | None = None
+    local_files_only: bool = False
+    token: bool | str | None = None
+
+
+def resolve_model(
+    name_or_path: str | Path,
+    file_name: str | None,
+    revision: str | None = None,
+    *,
+    cache_folder: str | Path | None = None,
+    local_files_only: bool = False,
+    token: bool | str | None = None,
+) -> tuple[Path, str]:
+    """Return (local folder, ONNX file relative to it), downloading from the hub only what is needed.
+
+    ``cache_folder``, ``local_files_only`` and ``token`` mean what they mean to sentence-transformers
+    (and huggingface_hub); a local folder ignores them.
+    """
     source = check_model_source(name_or_path)
     if isinstance(source, Path):
         onnx_dir = source / "onnx"
         files = [f"onnx/{p.name}" for p in onnx_dir.glob("*.onnx")] if onnx_dir.is_dir() else []
         return source, choose_onnx_file(files, file_name, str(source))
-    return _download(source, file_name, revision)
+    return _download(source, file_name, revision, HubOptions(cache_folder, local_files_only, token))
 
 
 def check_model_source(name_or_path: str | Path) -> Path | str:
@@ -100,31 +123,48 @@ def check_repo_id(name_or_path: str | Path) -> str:
     return source
 
 
-def download_snapshot(repo_id: str, revision: str | None = None, allow_patterns: list[str] | None = None) -> Path:
+def download_snapshot(
+    repo_id: str,
+    revision: str | None = None,
+    allow_patterns: list[str] | None = None,
+    options: HubOptions = HubOptions(),
+) -> Path:
     """``huggingface_hub.snapshot_download`` (honours ``HF_HUB_OFFLINE`` and the HF cache), errors translated."""
     from huggingface_hub import constants, snapshot_download
 
     # Offline, say so: huggingface_hub otherwise tries the network for a commit-hash revision even when cached.
-    offline = bool(getattr(constants, "HF_HUB_OFFLINE", False))
+    offline = options.local_files_only or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+    cache = str(options.cache_folder) if options.cache_folder is not None else None
     try:
         return Path(
-            snapshot_download(repo_id, revision=revision, allow_patterns=allow_patterns, local_files_only=offline)
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                allow_patterns=allow_patterns,
+                local_files_only=offline,
+                cache_dir=cache,
+                token=options.token,
+            )
         )
     except Exception as exc:  # huggingface_hub raises many classes: offline, 404, gated, auth, HTTP
         raise hub_error(repo_id, revision, exc) from exc
 
 
-def _download(repo_id: str, file_name: str | None, revision: str | None) -> tuple[Path, str]:
+def _download(repo_id: str, file_name: str | None, revision: str | None, options: HubOptions) -> tuple[Path, str]:
     from huggingface_hub import HfApi
 
-    root = download_snapshot(repo_id, revision, _META_PATTERNS)
-    try:
-        listed = HfApi().list_repo_files(repo_id, revision=revision)
-    except Exception:  # offline: fall back to what the cache already has
-        listed = [f"onnx/{p.name}" for p in (root / "onnx").glob("*.onnx")]
+    root = download_snapshot(repo_id, revision, _META_PATTERNS, options)
+    cached = [f"onnx/{p.name}" for p in (root / "onnx").glob("*.onnx")]
+    if options.local_files_only:
+        listed = cached
+    else:
+        try:
+            listed = HfApi(token=options.token).list_repo_files(repo_id, revision=revision)
+        except Exception:  # offline: fall back to what the cache already has
+            listed = cached
     files = [f for f in listed if f.startswith("onnx/") and f.endswith(".onnx")]
     chosen = choose_onnx_file(files, file_name, repo_id)
-    download_snapshot(repo_id, revision, [chosen, f"{chosen}_data", f"{chosen}.data"])
+    download_snapshot(repo_id, revision, [chosen, f"{chosen}_data", f"{chosen}.data"], options)
     return root, chosen
 
 
