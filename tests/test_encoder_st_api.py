@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import FP32_FILE, MAX_SEQ_LENGTH, TEXTS, TinySpec, assert_close_fp32, assert_precision_close
-from fastembed_adapter import InferenceError, InvalidInputError, OnnxSentenceEncoder
+from fastembed_adapter import InferenceError, InvalidInputError, OnnxSentenceEncoder, st_compat
 from fastembed_adapter import encoder as encoder_module
 from fastembed_adapter.pooling import quantize_matrices
 
@@ -44,7 +44,7 @@ def pair(tiny_model, st_models):
 @pytest.fixture
 def fresh_warnings(monkeypatch):
     """Forget the once-per-process warnings, ours and transformers' ``warning_once`` (ST's)."""
-    monkeypatch.setattr(encoder_module, "_WARNED", set())
+    monkeypatch.setattr(st_compat, "_WARNED", set())
     cache_clear = getattr(getattr(logging.Logger, "warning_once", None), "cache_clear", None)
     if cache_clear is not None:
         cache_clear()

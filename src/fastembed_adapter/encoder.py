@@ -7,16 +7,13 @@ keywords ST users pass that need torch (a multi-process ``pool``, ``device="cuda
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import numpy as np
 
@@ -24,7 +21,7 @@ from .cache import CacheInfo, EmbeddingCache
 from .cpu import QuantTarget, detect_target
 from .errors import InvalidInputError
 from .hub import resolve_model
-from .layout import ModelLayout, read_json, read_layout
+from .layout import ModelLayout, read_layout
 from .metrics import EncoderMetrics
 from .modules import normalize
 from .pooling import PRECISIONS, exclude_prompt, pool, quantize, quantize_matrices
@@ -43,6 +40,18 @@ if TYPE_CHECKING:
 
     from prometheus_client import CollectorRegistry
 
+from .st_compat import (
+    LoadOverrides,
+    auth_token,
+    check_device,
+    check_texts,
+    hub_options,
+    positive_int,
+    remote_code,
+    renamed_kwargs,
+    warn_once,
+)
+
 __all__ = ["OnnxSentenceEncoder"]
 
 logger = logging.getLogger(__name__)
@@ -52,194 +61,6 @@ _WINDOW_BATCHES = 16
 _WINDOW_TEXTS = 2048
 _OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 _ENCODE_KWARGS = ("task", "processing_kwargs")  # the extra keywords ST's encode() takes on a model without a Router
-_CPU_DEVICES = ("cpu", "cpu:0")
-_DTYPES = (None, "auto", "float32", "torch.float32")
-_MODEL_KWARGS = ("file_name", "provider", "export", "dtype", "torch_dtype", "attn_implementation", "device_map")
-_PROCESSOR_KWARGS = ("model_max_length", "padding_side", "truncation_side")
-_WARNED: set[str] = set()
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _warn_once(message: str) -> None:
-    """Log a warning the first time this process meets it, like transformers' ``logger.warning_once``."""
-    if message not in _WARNED:
-        _WARNED.add(message)
-        logger.warning(message)
-
-
-def _renamed_kwargs(**renames: str) -> Callable[[F], F]:
-    """ST 6's ``deprecated_kwargs``: accept an old keyword name, warn once, and pass it on under the new one.
-
-    When both names are given the old one is dropped, as sentence-transformers drops it.
-    """
-
-    def decorator(func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            for old, new in renames.items():
-                if old in kwargs:
-                    _warn_once(f"The `{old}` argument was renamed and is now deprecated. Please use `{new}` instead.")
-                    value = kwargs.pop(old)
-                    kwargs.setdefault(new, value)
-            return func(*args, **kwargs)
-
-        return cast("F", wrapper)
-
-    return decorator
-
-
-def _is_singular(inputs: object) -> bool:
-    """Same test as ST 6's ``is_singular_input``: lists, tuples, ``datasets.Column`` and str/object arrays are batches.
-
-    (ST 5 counted anything with a ``__len__`` but a str as a batch.)
-    """
-    if isinstance(inputs, (list, tuple)):
-        return False
-    if type(inputs).__name__ == "Column" and type(inputs).__module__.startswith("datasets"):
-        return False
-    return not (isinstance(inputs, np.ndarray) and inputs.ndim >= 1 and inputs.dtype.kind in ("U", "O"))
-
-
-def _check_texts(inputs: object) -> tuple[list[str], bool]:
-    """Return the texts as a list and whether the input was a single text; reject non-strings clearly."""
-    if _is_singular(inputs):
-        if not isinstance(inputs, str):
-            raise InvalidInputError(
-                f"inputs must be a str or a list of str, got {type(inputs).__name__}: {inputs!r:.80}."
-            )
-        return [inputs], True
-    items: Any = inputs
-    texts = items.tolist() if isinstance(items, np.ndarray) else list(items)
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InvalidInputError(
-                f"inputs[{index}] is {type(text).__name__} ({text!r:.80}); every item must be a str."
-            )
-    return texts, False
-
-
-def _positive_int(name: str, value: object, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
-
-
-def _check_device(name: str, device: object) -> None:
-    """``None``, ``"cpu"`` or a CPU ``torch.device`` (compared by name, without importing torch)."""
-    if device is not None and str(device) not in _CPU_DEVICES:
-        raise InvalidInputError(
-            f"{name}={device!r}: OnnxSentenceEncoder runs on the CPU with ONNX Runtime; valid: None, 'cpu'."
-        )
-
-
-def _unsupported(keyword: str, keys: Sequence[str], valid: Sequence[str], why: str) -> InvalidInputError:
-    return InvalidInputError(
-        f"{keyword} {sorted(keys)} cannot be honoured by OnnxSentenceEncoder ({why}). "
-        f"Supported {keyword}: {', '.join(valid) or 'none'}."
-    )
-
-
-@dataclass(frozen=True)
-class _LoadOverrides:
-    """What the ST constructor keywords change here: the ONNX file, ``max_seq_length``, the tokenizer sides."""
-
-    file_name: str | None
-    model_max_length: int | None
-    padding_side: str | None
-    truncation_side: str | None
-
-    @classmethod
-    def check(
-        cls,
-        file_name: str | None,
-        backend: str,
-        model_kwargs: Mapping[str, Any] | None,
-        processor_kwargs: Mapping[str, Any] | None,
-        config_kwargs: Mapping[str, Any] | None,
-    ) -> _LoadOverrides:
-        """Validate ``backend`` and the ``*_kwargs`` dicts; raise ``InvalidInputError`` naming what cannot apply."""
-        if backend != "onnx":
-            raise InvalidInputError(
-                f"backend={backend!r}: OnnxSentenceEncoder is the 'onnx' backend (ONNX Runtime, no torch); for "
-                "'torch' or 'openvino' use sentence_transformers.SentenceTransformer."
-            )
-        model_kwargs, processor_kwargs = dict(model_kwargs or {}), dict(processor_kwargs or {})
-        if config_kwargs:
-            raise _unsupported("config_kwargs", list(config_kwargs), [], "the ONNX graph is already built; re-run "
-                               "`prepare` on a model saved with that config")  # fmt: skip
-        if unknown := set(model_kwargs) - set(_MODEL_KWARGS):
-            raise _unsupported("model_kwargs", list(unknown), _MODEL_KWARGS, "they configure the torch model")
-        if unknown := set(processor_kwargs) - set(_PROCESSOR_KWARGS):
-            raise _unsupported("processor_kwargs", list(unknown), _PROCESSOR_KWARGS, "the tokenizer is tokenizer.json")
-        chosen = model_kwargs.get("file_name", file_name)
-        if file_name is not None and chosen != file_name:
-            raise InvalidInputError(f"file_name={file_name!r} and model_kwargs['file_name']={chosen!r} disagree.")
-        for key, value, valid in (
-            ("provider", model_kwargs.get("provider"), (None, "CPUExecutionProvider")),
-            ("export", model_kwargs.get("export"), (None, False)),
-            ("device_map", model_kwargs.get("device_map"), (None, *_CPU_DEVICES)),
-        ):
-            if value not in valid:
-                raise InvalidInputError(
-                    f"model_kwargs[{key!r}]={value!r} cannot be honoured: valid {list(valid)} (ONNX Runtime on "
-                    "the CPU; `prepare` exports and quantizes the model)."
-                )
-        for key in ("dtype", "torch_dtype"):
-            value = model_kwargs.get(key)
-            if (str(value) if value is not None else None) not in _DTYPES:
-                raise InvalidInputError(
-                    f"model_kwargs[{key!r}]={value!r}: the ONNX file fixes the precision (valid: 'auto', float32); "
-                    "pick file_name='onnx/model.onnx' for float32 or an INT8 file."
-                )
-        max_length = processor_kwargs.get("model_max_length")
-        _positive_int("processor_kwargs['model_max_length']", max_length, allow_none=True)
-        return cls(chosen, max_length, processor_kwargs.get("padding_side"), processor_kwargs.get("truncation_side"))
-
-
-def _auth_token(token: bool | str | None, use_auth_token: bool | str | None) -> bool | str | None:
-    """ST's deprecated ``use_auth_token``: a FutureWarning, and an error when ``token`` is given too."""
-    if use_auth_token is None:
-        return token
-    warnings.warn(
-        "The `use_auth_token` argument is deprecated and will be removed in a future release of SentenceTransformers.",
-        FutureWarning,
-        stacklevel=4,
-    )
-    if token is not None:
-        raise InvalidInputError(
-            "Both `token` and `use_auth_token` are specified. Please only specify the `token` argument."
-        )
-    return use_auth_token
-
-
-def _hub_options(
-    name_or_path: str | Path, cache_folder: str | Path | None, local_files_only: bool, token: bool | str | None
-) -> dict[str, Any]:
-    """The hub keywords for ``resolve_model``, only those set (a local folder needs none).
-
-    ``cache_folder`` defaults to ``$SENTENCE_TRANSFORMERS_HOME`` as in sentence-transformers.
-    """
-    if not isinstance(local_files_only, bool):
-        raise InvalidInputError(f"local_files_only must be a bool, got {local_files_only!r}.")
-    if Path(name_or_path).expanduser().is_dir():
-        return {}
-    cache_folder = cache_folder if cache_folder is not None else os.environ.get("SENTENCE_TRANSFORMERS_HOME")
-    given = {"cache_folder": cache_folder, "local_files_only": local_files_only or None, "token": token}
-    return {key: value for key, value in given.items() if value is not None}
-
-
-def _remote_code(root: Path) -> str | None:
-    """Where a model folder declares custom code (``auto_map`` in its config or tokenizer config), if it does."""
-    for name in ("config.json", "tokenizer_config.json"):
-        path = root / name
-        auto_map = read_json(path).get("auto_map") if path.is_file() else None
-        if auto_map:
-            return f"{name} auto_map {auto_map!r:.120}"
-    return None
-
-
 class OnnxSentenceEncoder:
     """A drop-in for ``SentenceTransformer`` that runs an (INT8) ONNX file with ONNX Runtime.
 
@@ -250,7 +71,7 @@ class OnnxSentenceEncoder:
 
     SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = SUPPORTED_SIMILARITY_FN_NAMES
 
-    @_renamed_kwargs(tokenizer_kwargs="processor_kwargs")
+    @renamed_kwargs(tokenizer_kwargs="processor_kwargs")
     def __init__(
         self,
         model_name_or_path: str | Path,
@@ -318,16 +139,16 @@ class OnnxSentenceEncoder:
             raise InvalidInputError(
                 f"model_name_or_path must be a folder path or hub id, got {type(model_name_or_path).__name__}."
             )
-        _positive_int("truncate_dim", truncate_dim, allow_none=True)
-        _positive_int("threads", threads, allow_none=True)
-        _check_device("device", device)
-        overrides = _LoadOverrides.check(file_name, backend, model_kwargs, processor_kwargs, config_kwargs)
-        hub = _hub_options(model_name_or_path, cache_folder, local_files_only, _auth_token(token, use_auth_token))
+        positive_int("truncate_dim", truncate_dim, allow_none=True)
+        positive_int("threads", threads, allow_none=True)
+        check_device("device", device)
+        overrides = LoadOverrides.check(file_name, backend, model_kwargs, processor_kwargs, config_kwargs)
+        hub = hub_options(model_name_or_path, cache_folder, local_files_only, auth_token(token, use_auth_token))
         root, chosen = resolve_model(model_name_or_path, file_name=overrides.file_name, revision=revision, **hub)
         self.layout: ModelLayout = read_layout(root)
         self.model_path = root
         self.file_name = chosen
-        remote = _remote_code(root) if trust_remote_code else None
+        remote = remote_code(root) if trust_remote_code else None
         if remote is not None:
             raise InvalidInputError(
                 f"trust_remote_code=True: {str(root)!r} declares custom code ({remote}), which OnnxSentenceEncoder "
@@ -455,7 +276,7 @@ class OnnxSentenceEncoder:
     @contextmanager
     def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
         """In this context, :meth:`encode` truncates sentence embeddings to ``truncate_dim`` (None: not at all)."""
-        _positive_int("truncate_dim", truncate_dim, allow_none=True)
+        positive_int("truncate_dim", truncate_dim, allow_none=True)
         original = self.truncate_dim
         try:
             self.truncate_dim = truncate_dim
@@ -537,13 +358,13 @@ class OnnxSentenceEncoder:
                 "(sentence-transformers would tokenize each character.)"
             )
         max_length = kwargs.pop("max_length", None)
-        _positive_int("max_length", max_length, allow_none=True)
+        positive_int("max_length", max_length, allow_none=True)
         if max_length is not None:
             given = dict(kwargs.get("processing_kwargs") or {})
             given["text"] = {"max_length": max_length, **(given.get("text") or {})}
             kwargs["processing_kwargs"] = given
         options = self._batch_options(kwargs)
-        texts, _ = _check_texts(list(inputs))
+        texts, _ = check_texts(list(inputs))
         if not texts:
             return {}
         if prompt:
@@ -553,7 +374,7 @@ class OnnxSentenceEncoder:
 
     def tokenize(self, texts: Sequence[str], **kwargs: Any) -> dict[str, Any]:
         """Deprecated in sentence-transformers 6 (logged once): :meth:`preprocess` without a prompt."""
-        _warn_once("The `tokenize` method is deprecated, please use `preprocess` instead.")
+        warn_once("The `tokenize` method is deprecated, please use `preprocess` instead.")
         return self.preprocess(texts, **kwargs)
 
     def _features(self, features: dict[str, np.ndarray], prompt: str | None, options: BatchOptions) -> dict[str, Any]:
@@ -580,7 +401,7 @@ class OnnxSentenceEncoder:
             )
         processing = kwargs.get("processing_kwargs")
         if isinstance(processing, Mapping) and (unknown := set(processing) - PROCESSING_KWARGS_KEYS):
-            _warn_once(
+            warn_once(
                 f"Unknown keys in per-call `processing_kwargs`: {unknown}. "
                 f"Valid keys are: {sorted(PROCESSING_KWARGS_KEYS)}. Unknown keys will be ignored."
             )
@@ -652,7 +473,7 @@ class OnnxSentenceEncoder:
                 f"device={device!r} asks for multi-process encoding over several devices; OnnxSentenceEncoder runs "
                 "one process on the CPU: pass device=None or 'cpu' and set threads= on the encoder."
             )
-        _check_device("device", device)
+        check_device("device", device)
         if output_value not in _OUTPUT_VALUES:
             raise InvalidInputError(f"output_value must be one of {list(_OUTPUT_VALUES)}, got {output_value!r}.")
         if precision is not None and precision not in PRECISIONS:
@@ -662,11 +483,11 @@ class OnnxSentenceEncoder:
                 f"precision={precision!r} quantizes sentence or token embeddings; output_value=None returns every "
                 "feature as is: pass precision='float32' (sentence-transformers fails on this combination)."
             )
-        _positive_int("batch_size", batch_size)
-        _positive_int("truncate_dim", truncate_dim, allow_none=True)
+        positive_int("batch_size", batch_size)
+        positive_int("truncate_dim", truncate_dim, allow_none=True)
         return self._batch_options(kwargs)
 
-    @_renamed_kwargs(sentences="inputs")
+    @renamed_kwargs(sentences="inputs")
     def encode(
         self,
         inputs: str | Sequence[str] | np.ndarray,
@@ -697,7 +518,7 @@ class OnnxSentenceEncoder:
         """
         with self.metrics.observe_call():
             options = self._check_encode_args(output_value, precision, batch_size, truncate_dim, device, pool, kwargs)
-            texts, singular = _check_texts(inputs)
+            texts, singular = check_texts(inputs)
             if show_progress_bar is None:
                 show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
             if convert_to_tensor:
@@ -720,7 +541,7 @@ class OnnxSentenceEncoder:
                         row["sentence_embedding"] = row["sentence_embedding"][:truncate_dim]
             return self._convert(results, singular, precision or "float32", convert_to_numpy, convert_to_tensor)
 
-    @_renamed_kwargs(sentences="inputs")
+    @renamed_kwargs(sentences="inputs")
     def encode_query(
         self,
         inputs: str | Sequence[str] | np.ndarray,
@@ -737,7 +558,7 @@ class OnnxSentenceEncoder:
             prompt_name = "query"
         return self.encode(inputs, prompt_name, prompt, *args, task="query", **kwargs)
 
-    @_renamed_kwargs(sentences="inputs")
+    @renamed_kwargs(sentences="inputs")
     def encode_document(
         self,
         inputs: str | Sequence[str] | np.ndarray,
