@@ -456,7 +456,7 @@ SIM = "/similarity"
             SIM,
             {"inputs": {"source_sentence": "a", "sentences": ["b"]}, "parameters": {"prompt_name": "nope"}},
             422,
-            "valid names",
+            "configured prompts dictionary",
         ),
         (
             SIM,
@@ -475,7 +475,7 @@ SIM = "/similarity"
         ("/tokenize", {"inputs": ""}, 422, "empty string"),
         ("/tokenize", {"inputs": ["x"] * 9}, 413, "at most 8"),
         ("/tokenize", {"inputs": "x", "add_special_tokens": "no"}, 422, "'add_special_tokens' must be a bool"),
-        ("/tokenize", {"inputs": "x", "prompt_name": "nope"}, 422, "valid names"),
+        ("/tokenize", {"inputs": "x", "prompt_name": "nope"}, 422, "configured prompts dictionary"),
         ("/", {"inputs": 3}, 422, "'inputs' must be a string or a list of strings"),
         ("/", {"inputs": {"source_sentence": "a"}}, 422, "'inputs.sentences'"),
         ("/invocations", {"inputs": []}, 422, "empty list"),

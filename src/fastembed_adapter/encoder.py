@@ -23,7 +23,7 @@ from .errors import InvalidInputError
 from .hub import resolve_model
 from .layout import ModelLayout, read_layout
 from .metrics import EncoderMetrics
-from .modules import normalize
+from .modules import NormalizeModule, PostModule, normalize
 from .pooling import PRECISIONS, exclude_prompt, pool, quantize, quantize_matrices
 from .session import OnnxSession
 from .similarity import (
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from enum import Enum
 
     from prometheus_client import CollectorRegistry
+    from tokenizers import Encoding
 
 from .st_compat import (
     LoadOverrides,
@@ -411,7 +412,12 @@ class OnnxSentenceEncoder:
         return options
 
     # -- encoding ----------------------------------------------------------------------------
-    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+    def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str | None:
+        """The prompt ``encode()`` prepends for these arguments.
+
+        ``prompt`` wins, then ``prompt_name``, then the default prompt; an unknown name raises
+        ``InvalidInputError`` (sentence-transformers raises ValueError).
+        """
         if prompt is not None:
             if prompt_name is not None:
                 logger.warning(
@@ -430,7 +436,17 @@ class OnnxSentenceEncoder:
             return self.prompts.get(self.default_prompt_name)
         return None
 
-    def _forward(self, features: dict[str, np.ndarray], prompt: str | None, options: BatchOptions) -> dict[str, Any]:
+    @property
+    def _before_final_normalize(self) -> tuple[PostModule, ...]:
+        """The post-pooling modules without the trailing ``Normalize`` ones."""
+        modules = list(self.layout.post_modules)
+        while modules and isinstance(modules[-1], NormalizeModule):
+            modules.pop()
+        return tuple(modules)
+
+    def _forward(
+        self, features: dict[str, np.ndarray], prompt: str | None, options: BatchOptions, normalized: bool = True
+    ) -> dict[str, Any]:
         """Run and pool one padded batch; returns ST 6's output features (numpy) in its key order.
 
         The ``attention_mask`` returned is the tokenizer's: ST 6 pools a copy with the prompt
@@ -447,7 +463,7 @@ class OnnxSentenceEncoder:
                 pooled_mask = exclude_prompt(mask, out["prompt_length"])
             out["token_embeddings"] = tokens
             embedding = pool(self.layout.pooling, tokens, pooled_mask, original_mask=mask)
-            for module in self.layout.post_modules:
+            for module in self.layout.post_modules if normalized else self._before_final_normalize:
                 embedding = module(embedding)
             out["sentence_embedding"] = embedding
         return out
@@ -525,7 +541,7 @@ class OnnxSentenceEncoder:
                 convert_to_numpy = False
             if output_value != "sentence_embedding":
                 convert_to_tensor = convert_to_numpy = False
-            resolved_prompt = self._resolve_prompt(prompt, prompt_name)
+            resolved_prompt = self.resolve_prompt(prompt, prompt_name)
             truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim
             if output_value == "sentence_embedding":
                 results = self._sentence_embeddings(texts, resolved_prompt, batch_size, show_progress_bar, options)
@@ -575,18 +591,69 @@ class OnnxSentenceEncoder:
             prompt_name = next((name for name in ("document", "passage", "corpus") if name in self.prompts), None)
         return self.encode(inputs, prompt_name, prompt, *args, task="document", **kwargs)
 
+    def encode_unnormalized(
+        self,
+        inputs: Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Sentence embeddings ``(n, dim)`` before the model's final ``Normalize`` module(s), cached.
+
+        What text-embeddings-inference returns for ``normalize: false``; the same as :meth:`encode` on a
+        model without a final ``Normalize``. The model's ``truncate_dim`` applies, as in ``encode()``.
+        """
+        texts, _ = check_texts(inputs)
+        positive_int("batch_size", batch_size)
+        with self.metrics.observe_call():
+            resolved, options = self.resolve_prompt(prompt, prompt_name), self._batch_options({})
+            rows = self._sentence_embeddings(texts, resolved, batch_size, False, options, normalized=False)
+        dimension = self.get_sentence_embedding_dimension()
+        return np.stack(rows)[:, :dimension] if rows else np.empty((0, dimension), dtype=np.float32)
+
+    def count_tokens(
+        self, inputs: Sequence[str], prompt_name: str | None = None, prompt: str | None = None
+    ) -> list[int]:
+        """Tokens of each text as the model would read them without truncation (prompt and special tokens in)."""
+        texts, _ = check_texts(inputs)
+        prefix = self.resolve_prompt(prompt, prompt_name) or ""
+        return [len(encoding.ids) for encoding in self.tokenizer.untruncated([prefix + text for text in texts])]
+
+    def token_encodings(
+        self,
+        inputs: Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        add_special_tokens: bool = True,
+    ) -> list[Encoding]:
+        """The tokenizer's untruncated ``Encoding`` of each prompt + text, with offsets (TEI's ``/tokenize``)."""
+        texts, _ = check_texts(inputs)
+        prefix = self.resolve_prompt(prompt, prompt_name) or ""
+        return self.tokenizer.untruncated([prefix + text for text in texts], add_special_tokens, offsets=True)
+
     def _sentence_embeddings(
-        self, texts: list[str], prompt: str | None, batch_size: int, progress: bool, options: BatchOptions
+        self,
+        texts: list[str],
+        prompt: str | None,
+        batch_size: int,
+        progress: bool,
+        options: BatchOptions,
+        normalized: bool = True,
     ) -> list[Any]:
-        """Sentence embeddings (after the model's Normalize) in input order; only cache misses are computed."""
-        keys = [(options, prompt or "", text) for text in texts]
+        """Sentence embeddings (after the model's Normalize, unless not ``normalized``) in input order.
+
+        Only cache misses are computed; the vector before the final Normalize has keys of its own.
+        """
+        keys: list[tuple[Any, ...]] = [(options, prompt or "", text) for text in texts]
+        if not normalized:
+            keys = [(*key, "before-normalize") for key in keys]
         found = self._cache.get_many(keys)
         missing = [index for index, vector in enumerate(found) if vector is None]
         hits = len(texts) - len(missing) if self._cache.enabled else 0
         self.metrics.call(len(texts), hits=hits, misses=len(missing) if self._cache.enabled else 0)
         if missing:
             computed = self._run(
-                [texts[i] for i in missing], prompt, batch_size, progress, "sentence_embedding", options
+                [texts[i] for i in missing], prompt, batch_size, progress, "sentence_embedding", options, normalized
             )
             self._cache.put_many([(keys[i], vector) for i, vector in zip(missing, computed, strict=True)])
             for index, vector in zip(missing, computed, strict=True):
@@ -601,6 +668,7 @@ class OnnxSentenceEncoder:
         progress: bool,
         output_value: str | None,
         options: BatchOptions,
+        normalized: bool = True,
     ) -> list[Any]:
         """Encode in batches of similar length and return per-text outputs in the input order.
 
@@ -636,7 +704,7 @@ class OnnxSentenceEncoder:
                     batches = [self.tokenizer.pad(encodings[first : first + batch_size], options) for first in firsts]
                 for first, features in zip(firsts, batches, strict=True):
                     self._check_width(features["input_ids"].shape[1])
-                    outputs = self._split(self._forward(features, prompt, options), output_value)
+                    outputs = self._split(self._forward(features, prompt, options, normalized), output_value)
                     for index, output in zip(picked[first : first + batch_size], outputs, strict=True):
                         rows[index] = output
                     if bar is not None:

@@ -245,6 +245,13 @@ class TextTokenizer:
         encodings: list[Encoding] = tokenizer.encode_batch_fast(texts, add_special_tokens=True)
         return encodings
 
+    def untruncated(self, texts: list[str], add_special_tokens: bool = True, offsets: bool = False) -> list[Encoding]:
+        """Tokenize without truncation or padding (to count tokens; with ``offsets`` for listings)."""
+        tokenizer = self._truncating(None)
+        encode = tokenizer.encode_batch if offsets else tokenizer.encode_batch_fast
+        encodings: list[Encoding] = encode(texts, add_special_tokens=add_special_tokens)
+        return encodings
+
     def _truncating(self, max_length: int | None) -> Tokenizer:
         """A copy of the tokenizer truncating to ``max_length`` (None: not at all); a few are kept."""
         clone = self._clones.get(max_length)

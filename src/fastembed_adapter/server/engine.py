@@ -22,14 +22,12 @@ from ..modules import normalize
 from .batching import Arrival, MicroBatcher, Rows
 from .errors import NotReadyError, PayloadTooLargeError, RequestValidationError
 from .metrics import ServerMetrics
-from .outputs import BatchKey, Outputs, Token, prompt_text, tei_tokens
+from .outputs import BatchKey, Outputs, Token, tei_tokens
 from .schemas import EmbedJob, Output, TokenizeJob
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
-
-    from tokenizers import Tokenizer
 
     from ..encoder import OnnxSentenceEncoder
 
@@ -88,7 +86,6 @@ class ModelHost:
         self.encoder: OnnxSentenceEncoder | None = None
         self.on_fatal: Callable[[], None] | None = None  # set by the runner: stop the server when loading fails
         self._factory = encoder_factory
-        self._counter: Tokenizer | None = None
         self._outputs: Outputs | None = None
         self._load_task: asyncio.Task[None] | None = None
         self.batcher = MicroBatcher(
@@ -118,7 +115,6 @@ class ModelHost:
                 self.on_fatal()
             return
         self.encoder = encoder
-        self._counter = _untruncated(encoder)
         self._outputs = Outputs(encoder, self.settings.max_batch_texts)
         self.batcher.start(self._encode)
         if self.state is State.LOADING:
@@ -151,15 +147,6 @@ class ModelHost:
             raise TypeError(f"no encoder yet, or batch key {key!r} is not a BatchKey")
         return self._outputs.compute(texts, key)
 
-    def _count(self, texts: list[str]) -> list[int]:
-        assert self._counter is not None  # set with the encoder
-        return [len(enc.ids) for enc in self._counter.encode_batch_fast(texts, add_special_tokens=True)]
-
-    def _tei_tokens(self, texts: list[str], add_special_tokens: bool) -> list[list[Token]]:
-        assert self._counter is not None  # set with the encoder
-        encodings = self._counter.encode_batch(texts, add_special_tokens=add_special_tokens)
-        return [tei_tokens(encoding, text) for encoding, text in zip(encodings, texts, strict=True)]
-
     @staticmethod
     async def _off_loop(texts: list[str], fn: Callable[[list[str]], T]) -> T:
         """``fn(texts)`` on the event loop for small requests, else on a thread (tokenizing blocks)."""
@@ -167,16 +154,24 @@ class ModelHost:
             return fn(texts)
         return await asyncio.to_thread(fn, texts)
 
-    async def _token_lengths(self, texts: list[str], prompt: str) -> list[int]:
-        return await self._off_loop([prompt + text for text in texts] if prompt else texts, self._count)
+    async def _token_lengths(
+        self, encoder: OnnxSentenceEncoder, texts: list[str], prompt_name: str | None
+    ) -> list[int]:
+        """Untruncated token counts (prompt in), for the truncation check and the usage figures."""
+        return await self._off_loop(texts, lambda chunk: encoder.count_tokens(chunk, prompt_name=prompt_name))
 
     async def tokenize(self, job: TokenizeJob, arrival: Arrival | None = None) -> TokenizeResult:
         """TEI's ``/tokenize``: the tokens of each text with the prompt prepended, untruncated (as TEI)."""
         if arrival is not None:
             arrival.done()  # never queued: batches being formed need not wait for it
-        prompt = prompt_text(self.ready_encoder(), job.prompt_name)
-        texts = [prompt + text for text in job.texts]
-        rows = await self._off_loop(texts, lambda full: self._tei_tokens(full, job.add_special_tokens))
+        encoder = self.ready_encoder()
+        prompt = encoder.resolve_prompt(prompt_name=job.prompt_name) or ""
+
+        def listing(texts: list[str]) -> list[list[Token]]:
+            encodings = encoder.token_encodings(texts, prompt=prompt, add_special_tokens=job.add_special_tokens)
+            return [tei_tokens(encoding, prompt + text) for encoding, text in zip(encodings, texts, strict=True)]
+
+        rows = await self._off_loop(job.texts, listing)
         return TokenizeResult(rows, sum(len(row) for row in rows))
 
     async def embed(self, job: EmbedJob, arrival: Arrival | None = None) -> EmbedResult:
@@ -194,7 +189,7 @@ class ModelHost:
                 f"'dimensions' is {job.dimensions} but this model's embeddings have {dimension}; "
                 f"ask for 1..{dimension}."
             )
-        lengths = await self._token_lengths(job.texts, prompt_text(encoder, job.prompt_name))
+        lengths = await self._token_lengths(encoder, job.texts, job.prompt_name)
         limit = encoder.max_seq_length
         if limit is not None:
             if not job.truncate:
@@ -227,13 +222,3 @@ class ModelHost:
 def _probe(encoder: OnnxSentenceEncoder) -> np.ndarray:
     vectors: np.ndarray = encoder.encode([PROBE_TEXT], show_progress_bar=False)
     return vectors
-
-
-def _untruncated(encoder: OnnxSentenceEncoder) -> Tokenizer:
-    """A copy of the encoder's tokenizer without truncation or padding, for counting tokens."""
-    from tokenizers import Tokenizer
-
-    counter = Tokenizer.from_str(encoder.tokenizer.tokenizer.to_str())
-    counter.no_truncation()
-    counter.no_padding()
-    return counter

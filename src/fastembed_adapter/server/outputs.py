@@ -2,29 +2,21 @@
 
 - ``SENTENCE``: ``encode()`` itself (cached, rows regrouped by length).
 - ``UNNORMALIZED``: the sentence embedding without the model's final ``Normalize`` module(s), as
-  TEI's ``/embed`` returns it for ``normalize: false``. A view of the encoder (a shallow copy
-  sharing its session, tokenizer and metrics) whose layout lacks those modules runs the
-  encoder's own pooling and Dense/LayerNorm modules; it is called with ``output_value=None``,
-  which never reads or fills the embedding cache (keyed without the modules), in chunks of the
-  batch size so the per-token arrays it returns stay small. A model without a final
-  ``Normalize`` gets ``SENTENCE`` instead (same vectors, with the cache).
+  TEI's ``/embed`` returns it for ``normalize: false`` (``encoder.encode_unnormalized``, cached).
+  A model without a final ``Normalize`` gets ``SENTENCE`` instead (the same vectors).
 - ``TOKENS``: the transformer's vector of each real token of a text (prompt and special tokens
   included, padding dropped), as TEI's ``/embed_all``.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..modules import NormalizeModule, PostModule
+from ..modules import NormalizeModule
 from .batching import Rows
-from .errors import RequestValidationError
 from .schemas import Output
 
 if TYPE_CHECKING:
@@ -32,7 +24,7 @@ if TYPE_CHECKING:
 
     from ..encoder import OnnxSentenceEncoder
 
-__all__ = ["BatchKey", "Outputs", "Token", "before_final_normalize", "prompt_text", "tei_tokens"]
+__all__ = ["BatchKey", "Outputs", "Token", "tei_tokens"]
 
 
 @dataclass(frozen=True)
@@ -54,26 +46,6 @@ class Token:
     stop: int | None
 
 
-def prompt_text(encoder: OnnxSentenceEncoder, prompt_name: str | None) -> str:
-    """The prompt ``encode()`` prepends for ``prompt_name`` (None: the default prompt, if any)."""
-    if prompt_name is None:
-        name = encoder.default_prompt_name
-        return encoder.prompts.get(name, "") if name is not None else ""
-    if prompt_name not in encoder.prompts:
-        raise RequestValidationError(
-            f"'prompt_name' {prompt_name!r} is not a prompt of this model; valid names: {sorted(encoder.prompts)}."
-        )
-    return encoder.prompts[prompt_name]
-
-
-def before_final_normalize(modules: Sequence[PostModule]) -> tuple[PostModule, ...] | None:
-    """The post-pooling modules without the trailing ``Normalize`` ones; None when there are none to drop."""
-    end = len(modules)
-    while end and isinstance(modules[end - 1], NormalizeModule):
-        end -= 1
-    return tuple(modules[:end]) if end < len(modules) else None
-
-
 class Outputs:
     """Computes every :class:`~.schemas.Output` with one encoder (on the worker thread)."""
 
@@ -81,13 +53,8 @@ class Outputs:
         """Wrap ``encoder``; ``batch_size`` texts go into one ONNX call."""
         self.encoder = encoder
         self.batch_size = batch_size
-        modules = before_final_normalize(encoder.layout.post_modules)
-        self.unnormalizing = modules is not None
-        self._view = encoder
-        if modules is not None:
-            self._view = copy.copy(encoder)
-            self._view.layout = dataclasses.replace(encoder.layout, post_modules=modules)
-            vars(self._view).pop("encode", None)  # a wrapper set on the instance would call the original
+        modules = encoder.layout.post_modules
+        self.unnormalizing = bool(modules) and isinstance(modules[-1], NormalizeModule)
 
     def compute(self, texts: list[str], key: BatchKey) -> Rows:
         """The rows of ``texts`` for ``key`` (prompt and output), in order."""
@@ -101,19 +68,7 @@ class Outputs:
         return vectors
 
     def _unnormalized(self, texts: list[str], prompt_name: str | None) -> np.ndarray:
-        dimension = self.encoder.get_sentence_embedding_dimension()  # the model's truncate_dim, as encode()
-        vectors = np.empty((len(texts), dimension), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            rows = self._view.encode(
-                texts[start : start + self.batch_size],
-                prompt_name=prompt_name,
-                batch_size=self.batch_size,
-                output_value=None,
-                show_progress_bar=False,
-            )
-            for offset, row in enumerate(rows):
-                vectors[start + offset] = row["sentence_embedding"][:dimension]
-        return vectors
+        return self.encoder.encode_unnormalized(texts, prompt_name=prompt_name, batch_size=self.batch_size)
 
     def _tokens(self, texts: list[str], prompt_name: str | None) -> list[np.ndarray]:
         rows = self.encoder.encode(
@@ -123,8 +78,9 @@ class Outputs:
             output_value="token_embeddings",
             show_progress_bar=False,
         )
-        prompt = prompt_text(self.encoder, prompt_name)
-        lengths = [len(enc.ids) for enc in self.encoder.tokenizer.tokenize([prompt + text for text in texts])]
+        limit = self.encoder.max_seq_length
+        counts = self.encoder.count_tokens(texts, prompt_name=prompt_name)
+        lengths = [min(count, limit) if limit is not None else count for count in counts]
         # sentence-transformers keeps rows up to the last real token: the leading pad rows of a
         # left-padded batch stay, so keep the last ``length`` rows (all of them on right padding).
         pairs = zip(rows, lengths, strict=True)
