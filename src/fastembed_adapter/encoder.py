@@ -24,6 +24,7 @@ from .hub import resolve_model
 from .layout import ModelLayout, read_layout
 from .metrics import EncoderMetrics
 from .modules import NormalizeModule, PostModule, normalize
+from .planning import batches, windows
 from .pooling import PRECISIONS, exclude_prompt, pool, quantize, quantize_matrices
 from .session import OnnxSession
 from .similarity import (
@@ -56,10 +57,6 @@ from .st_compat import (
 __all__ = ["OnnxSentenceEncoder"]
 
 logger = logging.getLogger(__name__)
-# Batches tokenized per call of the Rust tokenizer, enough to regroup them by token count; the texts
-# cap bounds the padded arrays held at once (2,048 x 512 tokens x 3 int64 arrays = 25 MB).
-_WINDOW_BATCHES = 16
-_WINDOW_TEXTS = 2048
 _OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 _ENCODE_KWARGS = ("task", "processing_kwargs")  # the extra keywords ST's encode() takes on a model without a Router
 class OnnxSentenceEncoder:
@@ -670,22 +667,18 @@ class OnnxSentenceEncoder:
         options: BatchOptions,
         normalized: bool = True,
     ) -> list[Any]:
-        """Encode in batches of similar length and return per-text outputs in the input order.
+        """Encode in the batches :mod:`.planning` plans and return per-text outputs in the input order.
 
-        Texts go longest first in characters, like ST, and are tokenized a window of up to
-        ``_WINDOW_BATCHES`` batches (at most ``_WINDOW_TEXTS`` texts) at a time. Within a window the
-        batches are then cut by token count, not characters: on short sentences that pads ~1 % of
-        tokens instead of ~13 %. A right-padded row's vector and token embeddings do not depend on
-        its batch (FP32 and the per-token/blocked INT8 recipes compute each row on its own; only
-        per-tensor ``dynamic`` INT8 shifts slightly with the batch). ST's exact batches are kept
-        where the batch shows in the result: ``output_value=None`` (rows carry the padded inputs)
-        and left-padding tokenizers (decoder positions count the padding).
+        Right-padded rows are regrouped by token count (a row's vector and token embeddings do not
+        depend on its batch with FP32 and the per-token/blocked INT8 recipes; only per-tensor
+        ``dynamic`` INT8 shifts slightly with the batch). ST's batches are kept where the batch shows
+        in the result: ``output_value=None`` (rows carry the padded inputs) and left-padding
+        tokenizers (decoder positions count the padding), up to the padded-token bound per call.
         """
-        order = np.argsort([-len(text) for text in texts])
+        planned = windows([len(text) for text in texts], batch_size)  # ST sorts by the texts, prompt left out
         if prompt:
             texts = [prompt + text for text in texts]
         regroup = output_value is not None and self.tokenizer.padding_side == "right"
-        window = batch_size * max(1, min(_WINDOW_BATCHES, _WINDOW_TEXTS // batch_size))
         rows: list[Any] = [None] * len(texts)
         bar = None
         if progress:
@@ -693,19 +686,15 @@ class OnnxSentenceEncoder:
 
             bar = tqdm(total=-(-len(texts) // batch_size), desc="Batches")
         try:
-            for start in range(0, len(texts), window):
-                picked = order[start : start + window]
+            for picked in planned:
                 with self.metrics.time("tokenize"):
                     encodings = self.tokenizer.tokenize([texts[i] for i in picked], options)
-                    if regroup:
-                        by_tokens = np.argsort([-len(enc.ids) for enc in encodings], kind="stable")
-                        picked, encodings = picked[by_tokens], [encodings[i] for i in by_tokens]
-                    firsts = range(0, len(picked), batch_size)
-                    batches = [self.tokenizer.pad(encodings[first : first + batch_size], options) for first in firsts]
-                for first, features in zip(firsts, batches, strict=True):
+                    plan = batches([len(encoding.ids) for encoding in encodings], batch_size, regroup)
+                    padded = [self.tokenizer.pad([encodings[i] for i in batch], options) for batch in plan]
+                for batch, features in zip(plan, padded, strict=True):
                     self._check_width(features["input_ids"].shape[1])
                     outputs = self._split(self._forward(features, prompt, options, normalized), output_value)
-                    for index, output in zip(picked[first : first + batch_size], outputs, strict=True):
+                    for index, output in zip(picked[batch], outputs, strict=True):
                         rows[index] = output
                     if bar is not None:
                         bar.update(1)
