@@ -527,7 +527,8 @@ def test_vnni_file_on_a_cpu_without_vnni_warns(prepared_base, copy_folder, monke
     import warnings
 
     from fastembed_adapter import encoder as encoder_module
-    from fastembed_adapter.cpu import QuantTarget, int8_file_name
+    from fastembed_adapter.cpu import QuantTarget
+    from fastembed_adapter.layout import int8_file_name
 
     folder = copy_folder(prepared_base("bert"))
     (folder / MANIFEST_NAME).unlink()

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from checks import assert_close_fp32
-from tiny import FP32_FILE, TinySpec
 from fastembed_adapter import OnnxSentenceEncoder
 from fastembed_adapter.planning import MAX_BATCH_TOKENS, WINDOW_TEXTS, batches, windows
+from tiny import FP32_FILE, TinySpec
 
 
 def test_windows_longest_first_whole_batches():

@@ -59,7 +59,8 @@ TEXTS = [
 
 def int8_file() -> str:
     """The INT8 file ``prepare`` writes on this machine."""
-    from fastembed_adapter.cpu import detect_target, int8_file_name
+    from fastembed_adapter.cpu import detect_target
+    from fastembed_adapter.layout import int8_file_name
 
     target = detect_target()
     assert target is not None, "these tests need an x86-64 AVX2+ or arm64 CPU"

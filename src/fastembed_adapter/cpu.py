@@ -8,7 +8,7 @@ import platform
 from enum import Enum
 from pathlib import Path
 
-__all__ = ["QuantTarget", "available_cpus", "detect_target", "int8_file_name"]
+__all__ = ["QuantTarget", "available_cpus", "detect_target"]
 
 
 class QuantTarget(str, Enum):
@@ -18,16 +18,6 @@ class QuantTarget(str, Enum):
     AVX512 = "avx512"
     AVX2 = "avx2"
     ARM64 = "arm64"
-
-
-def int8_file_name(target: QuantTarget) -> str:
-    """Relative path of the INT8 file for ``target``, as sentence-transformers' ``quantize.py`` names it.
-
-    AVX2 gets unsigned weights (``quint8``), like optimum's ``avx2`` config: u8 x u8 products
-    cannot saturate the 16-bit intermediate sums of AVX2's ``vpmaddubsw``.
-    """
-    kind = "quint8" if target is QuantTarget.AVX2 else "qint8"
-    return f"onnx/model_{kind}_{target.value}.onnx"
 
 
 def _cpu_flags() -> set[str]:

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cpu import detect_target, int8_file_name
+from .cpu import detect_target
 from .errors import ModelFolderError, ModelNotFoundError
+from .layout import FP32_FILE, int8_file_name
 
 __all__ = [
     "HubOptions",
@@ -25,7 +26,6 @@ __all__ = [
     "resolve_model",
 ]
 
-FP32_FILE = "onnx/model.onnx"
 # Everything but the weights: configs, tokenizer files, module folders' configs, the manifest.
 _META_PATTERNS = ["*.json", "*.txt", "*.model", "*/*.json", "*/*.txt"]
 _REPO_ID = re.compile(r"\w[\w.-]*/[\w.-]+")

@@ -17,12 +17,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .cpu import QuantTarget
 from .errors import CorruptModelError, ModelNotFoundError, UnsupportedModelError
 from .modules import DenseModule, LayerNormModule, NormalizeModule, PostModule
 
 __all__ = [
     "EXTERNAL_DATA_SUFFIX",
+    "FP32_FILE",
     "MANIFEST_NAME",
+    "REPORT_JSON",
+    "REPORT_MD",
     "FileEntry",
     "Manifest",
     "ModelLayout",
@@ -30,12 +34,16 @@ __all__ = [
     "PoolingMode",
     "external_data_path",
     "file_sha256",
+    "int8_file_name",
     "onnx_size",
     "read_json",
     "read_layout",
 ]
 
 MANIFEST_NAME = "fastembed_adapter.json"
+REPORT_JSON = "report.json"
+REPORT_MD = "REPORT.md"
+FP32_FILE = "onnx/model.onnx"
 # ``prepare`` stores an ONNX file's weights beside it as ``<file>.onnx_data`` (optimum's and the hub's
 # convention): ONNX Runtime then maps them from disk instead of parsing and copying them.
 EXTERNAL_DATA_SUFFIX = "_data"
@@ -75,6 +83,16 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CorruptModelError(f"{str(path)!r} must hold a JSON object, found {type(data).__name__}.")
     return data
+
+
+def int8_file_name(target: QuantTarget) -> str:
+    """Relative path of the INT8 file for ``target``, as sentence-transformers' ``quantize.py`` names it.
+
+    AVX2 gets unsigned weights (``quint8``), like optimum's ``avx2`` config: u8 x u8 products
+    cannot saturate the 16-bit intermediate sums of AVX2's ``vpmaddubsw``.
+    """
+    kind = "quint8" if target is QuantTarget.AVX2 else "qint8"
+    return f"onnx/model_{kind}_{target.value}.onnx"
 
 
 def file_sha256(path: Path) -> str:
@@ -150,6 +168,11 @@ class FileEntry:
     size: int
 
 
+def _object(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass(frozen=True)
 class Manifest:
     """``fastembed_adapter.json``: what ``prepare`` wrote and how to check it."""
@@ -157,7 +180,13 @@ class Manifest:
     files: Mapping[str, FileEntry]
     default_file: str | None
     target: str | None
-    data: Mapping[str, Any] = field(repr=False)
+    data: Mapping[str, Any] = field(repr=False)  # the whole JSON, as written (``info --json``)
+    recipe: str | None = None
+    source_id: str | None = None
+    source_revision: str | None = None
+    quality_target: Mapping[str, float] = field(default_factory=dict)
+    fp32_fallback: str | None = None
+    validation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per ONNX file
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
@@ -167,11 +196,18 @@ class Manifest:
             files = {name: FileEntry(str(e["sha256"]), int(e["size"])) for name, e in data["files"].items()}
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise CorruptModelError(f"Manifest {str(path)!r} has no valid 'files' table: {exc!r}") from exc
+        source, validation, goal = (_object(data, key) for key in ("source", "validation", "quality_target"))
         return cls(
             files=MappingProxyType(files),
             default_file=data.get("default_file"),
             target=data.get("target"),
             data=MappingProxyType(data),
+            recipe=data.get("recipe"),
+            source_id=source.get("id"),
+            source_revision=source.get("revision"),
+            quality_target=MappingProxyType(goal),
+            fp32_fallback=data.get("fp32_fallback"),
+            validation=MappingProxyType({str(k): v for k, v in validation.items() if isinstance(v, dict)}),
         )
 
     def verify(self, root: Path, name: str) -> None:

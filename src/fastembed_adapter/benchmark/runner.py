@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ..cpu import available_cpus, detect_target, int8_file_name
+from ..cpu import available_cpus, detect_target
 from ..errors import FastembedAdapterError, InvalidInputError, ModelNotFoundError
 from ..extras import versions
-from ..layout import onnx_size
+from ..layout import FP32_FILE, int8_file_name, onnx_size
 from .backends import BACKENDS, BASELINE, Backend, Kind, Precision, by_name
 from .gemm import gemm_ceiling
 from .stats import encoder_macs, per_run_figures, quality, ratio_summary, spread
@@ -53,7 +53,7 @@ class BenchOptions:
     long: int = FULL_SIZES["long"]
     threads: int | None = None
     backends: tuple[str, ...] = tuple(b.name for b in BACKENDS)
-    fp32_file: str = "onnx/model.onnx"
+    fp32_file: str = FP32_FILE
     int8_file: str | None = None
     peak_int8_gmacs: float = 850.0
     peak_fp32_gmacs: float = 213.0

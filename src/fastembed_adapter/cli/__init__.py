@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from ..errors import FastembedAdapterError
+from ..layout import FP32_FILE
 from .info import add_info_arguments, run_info
 from .noise import quiet_third_party
 from .options import add_common_arguments, add_flag, fraction, quality_target
@@ -147,7 +148,7 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         option(f"--{name}", type=int, help=f"number of {what}")
     add_flag(parser, "--threads", env="FEA_THREADS", type=int, help="threads per backend")
     option("--backends", help="comma-separated subset (default: all)")
-    option("--fp32-file", default="onnx/model.onnx", help="FP32 ONNX file")
+    option("--fp32-file", default=FP32_FILE, help="FP32 ONNX file")
     option("--int8-file", help="INT8 ONNX file (default: this CPU's)")
     option("--peak-int8-gmacs", type=float, default=850.0, help="the machine's peak INT8 GMAC/s, for the roofline")
     option("--peak-fp32-gmacs", type=float, default=213.0, help="the machine's peak FP32 GMAC/s, for the roofline")

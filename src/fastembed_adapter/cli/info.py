@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError
 
@@ -63,22 +63,21 @@ def _describe(encoder: OnnxSentenceEncoder) -> str:
     from ..layout import onnx_size
 
     layout = encoder.layout
-    data: dict[str, Any] = dict(layout.manifest.data) if layout.manifest is not None else {}
+    manifest = layout.manifest
     modes = "+".join(mode.value for mode in layout.pooling.modes)
     shape = f"{encoder.get_sentence_embedding_dimension()} dimensions, {modes} pooling"
     shape += ", normalized" if layout.normalize else ""
     shape += f", up to {encoder.max_seq_length} tokens" if encoder.max_seq_length else ""
     rows = [("folder", str(encoder.model_path.absolute())), ("embedding", shape), ("file", encoder.file_name)]
-    if not data:
+    if manifest is None:
         rows.append(("manifest", "none: not written by `prepare`, so nothing was validated"))
     else:
-        source = data.get("source") or {}
-        if source.get("id"):
-            revision = f" @ {source['revision']}" if source.get("revision") else ""
-            rows.insert(1, ("source", f"{source['id']}{revision}"))
-        recipe, target = data.get("recipe"), data.get("target")
+        if manifest.source_id:
+            revision = f" @ {manifest.source_revision}" if manifest.source_revision else ""
+            rows.insert(1, ("source", f"{manifest.source_id}{revision}"))
+        recipe, target = manifest.recipe, manifest.target
         rows.append(("recipe", f"{recipe} (INT8 for {target})" if recipe else "none: FP32 only"))
-        goal = data.get("quality_target") or {}
+        goal = manifest.quality_target
         if goal:
             rows.append(
                 (
@@ -87,11 +86,11 @@ def _describe(encoder: OnnxSentenceEncoder) -> str:
                     f"top-10 agreement >= {goal.get('topk_agreement')} (INT8 vs PyTorch)",
                 )
             )
-        if data.get("fp32_fallback"):
+        if manifest.fp32_fallback:
             rows.append(("WARNING", "no INT8 recipe met the target; only the FP32 model was published"))
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
-    validation: dict[str, Any] = data.get("validation") or {}
+    validation = manifest.validation if manifest is not None else {}
     table: list[tuple[str, ...]] = [("ONNX file", "size", "min cos", "mean cos", "top-10", "gate")]
     for name in sorted(layout.onnx_files):
         row = validation.get(name) or {}

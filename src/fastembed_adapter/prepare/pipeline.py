@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ..cpu import QuantTarget, available_cpus, detect_target, int8_file_name
+from ..cpu import QuantTarget, available_cpus, detect_target
 from ..errors import InvalidInputError, ModelNotFoundError, ValidationFailedError
 from ..extras import versions
-from ..hub import FP32_FILE, check_model_source, download_snapshot
-from ..layout import MANIFEST_NAME, onnx_size, read_json, read_layout
+from ..hub import check_model_source, download_snapshot
+from ..layout import FP32_FILE, MANIFEST_NAME, int8_file_name, onnx_size, read_json, read_layout
 from ..texts import calibration_texts, load_texts, validation_texts
 from .compat import loadable
 from .export import export_fp32, optimize_fp32

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..layout import REPORT_JSON, REPORT_MD
 from .writer import write_json
 
 __all__ = ["render_markdown", "write_reports"]
@@ -90,5 +91,5 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def write_reports(folder: Path, report: dict[str, Any]) -> None:
     """Write ``report.json`` and ``REPORT.md`` into ``folder``."""
-    write_json(folder / "report.json", report)
-    (folder / "REPORT.md").write_text(render_markdown(report), encoding="utf-8")
+    write_json(folder / REPORT_JSON, report)
+    (folder / REPORT_MD).write_text(render_markdown(report), encoding="utf-8")

@@ -193,7 +193,7 @@ async def info(request: Request) -> Response:
     """``GET /info``: the model, its dimension and limits, the quantization and library versions."""
     host = _host(request)
     encoder = host.ready_encoder()
-    manifest = encoder.layout.manifest.data if encoder.layout.manifest is not None else {}
+    manifest = encoder.layout.manifest
     int8 = "int8" in encoder.file_name
     settings = host.settings
     return JSONResponse(
@@ -205,8 +205,8 @@ async def info(request: Request) -> Response:
             "max_seq_length": encoder.max_seq_length,
             "quantization": {
                 "dtype": "int8" if int8 else "float32",
-                "target": manifest.get("target") if int8 else None,
-                "recipe": manifest.get("recipe") if int8 else None,
+                "target": manifest.target if manifest is not None and int8 else None,
+                "recipe": manifest.recipe if manifest is not None and int8 else None,
             },
             "pooling": [mode.value for mode in encoder.layout.pooling.modes],
             "normalize": encoder.layout.normalize,
