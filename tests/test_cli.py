@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FP32_FILE, int8_file, read_json
+from checks import read_json
 from fastembed_adapter.cli import main
 from fastembed_adapter.layout import MANIFEST_NAME
+from tiny import FP32_FILE, int8_file
 
 CLI = [sys.executable, "-m", "fastembed_adapter.cli"]
 DEFAULT_TARGET = (0.99, 0.997, 0.95)
@@ -199,7 +200,7 @@ def test_bare_model_name_is_reported_before_an_existing_output(tmp_path):
 
 
 def test_a_file_as_model_is_reported_as_a_file(make_st_model, tmp_path):
-    from conftest import TinySpec
+    from tiny import TinySpec
 
     config = make_st_model(TinySpec("bert")) / "modules.json"
     result = _run("prepare", "--model", str(config), "--output", str(tmp_path / "out"))

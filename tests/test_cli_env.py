@@ -10,9 +10,10 @@ import json
 
 import pytest
 
-from conftest import FP32_FILE, read_json
+from checks import read_json
 from fastembed_adapter.cli import _parser, main, prepare_main
 from fastembed_adapter.layout import MANIFEST_NAME
+from tiny import FP32_FILE
 
 
 def _exit(capsys: pytest.CaptureFixture[str], *args: str, entry=main) -> tuple[int, str, str]:

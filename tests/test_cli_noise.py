@@ -17,7 +17,8 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import TINY_INT8_MIN_COSINE, TINY_INT8_MIN_MEAN_COSINE, TINY_INT8_MIN_TOPK, TinySpec
+from checks import TINY_INT8_MIN_COSINE, TINY_INT8_MIN_MEAN_COSINE, TINY_INT8_MIN_TOPK
+from tiny import TinySpec
 
 NOISE = (
     "Please consider to run pre-processing",

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_INT8_MIN_COSINE, TINY_INT8_MIN_MEAN_COSINE, TINY_INT8_MIN_TOPK, TinySpec, run_prepare
+from checks import TINY_INT8_MIN_COSINE, TINY_INT8_MIN_MEAN_COSINE, TINY_INT8_MIN_TOPK
 from fastembed_adapter.layout import MANIFEST_NAME
+from tiny import TinySpec, run_prepare
 
 STAGING_TIMEOUT = 240  # seconds until the staging folder appears (the load stage imports torch)
 EXIT_TIMEOUT = 120  # seconds a stopped run may take to clean up and exit

@@ -11,18 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import (
-    ARCHITECTURES,
-    FP32_FILE,
-    FP32_MAX_ABS,
-    MAX_SEQ_LENGTH,
-    POOLING_MODES,
-    TEXTS,
-    TinySpec,
-    assert_close_fp32,
-    assert_precision_close,
-    int8_file,
-)
+from checks import FP32_MAX_ABS, assert_close_fp32, assert_precision_close
 from fastembed_adapter import (
     CorruptModelError,
     InvalidInputError,
@@ -32,6 +21,7 @@ from fastembed_adapter import (
 )
 from fastembed_adapter.layout import MANIFEST_NAME
 from fastembed_adapter.pooling import quantize
+from tiny import ARCHITECTURES, FP32_FILE, MAX_SEQ_LENGTH, POOLING_MODES, TEXTS, TinySpec, int8_file
 
 # sentence-transformers 6 changed a few results (int8 buckets, ...): compare to ST where it has ours.
 ST6 = int(version("sentence-transformers").split(".")[0]) >= 6

@@ -14,10 +14,11 @@ from importlib.metadata import version
 import numpy as np
 import pytest
 
-from conftest import FP32_FILE, MAX_SEQ_LENGTH, TEXTS, TinySpec, assert_close_fp32, assert_precision_close
+from checks import assert_close_fp32, assert_precision_close
 from fastembed_adapter import InferenceError, InvalidInputError, OnnxSentenceEncoder, st_compat
 from fastembed_adapter import encoder as encoder_module
 from fastembed_adapter.pooling import quantize_matrices
+from tiny import FP32_FILE, MAX_SEQ_LENGTH, TEXTS, TinySpec
 
 ST6 = int(version("sentence-transformers").split(".")[0]) >= 6
 LONG_TEXT = " ".join(["the old lighthouse keeper noticed a strange light over the harbour"] * 40)

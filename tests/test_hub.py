@@ -26,9 +26,9 @@ from huggingface_hub.utils import (
     RevisionNotFoundError,
 )
 
-from conftest import TEXTS, TinySpec, int8_file
 from fastembed_adapter import ModelFolderError, ModelNotFoundError, OnnxSentenceEncoder
 from fastembed_adapter.hub import check_model_source, check_repo_id, download_snapshot, resolve_model
+from tiny import TEXTS, TinySpec, int8_file
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "owner/tiny"

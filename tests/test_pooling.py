@@ -7,11 +7,12 @@ from importlib.metadata import version
 import numpy as np
 import pytest
 
-from conftest import FP32_MAX_ABS, POOLING_MODES
+from checks import FP32_MAX_ABS
 from fastembed_adapter import InvalidInputError
 from fastembed_adapter.layout import PoolingConfig, PoolingMode
 from fastembed_adapter.modules import normalize
 from fastembed_adapter.pooling import PRECISIONS, exclude_prompt, pool, quantize, quantize_matrices
+from tiny import POOLING_MODES
 
 # We follow sentence-transformers 6 where 5.x differs (weightedmean under left padding, int8 buckets).
 ST6 = int(version("sentence-transformers").split(".")[0]) >= 6

@@ -10,17 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import (
-    FP32_FILE,
-    FP32_MIN_COSINE,
-    TEXTS,
-    TINY_INT8_MIN_COSINE,
-    TinySpec,
-    cosines,
-    int8_file,
-    read_json,
-    run_prepare,
-)
+from checks import FP32_MIN_COSINE, TINY_INT8_MIN_COSINE, cosines, read_json
 from fastembed_adapter import (
     InvalidInputError,
     ModelNotFoundError,
@@ -31,6 +21,7 @@ from fastembed_adapter import (
 )
 from fastembed_adapter.layout import MANIFEST_NAME, file_sha256, onnx_size
 from fastembed_adapter.prepare import STAGES, PrepareOptions
+from tiny import FP32_FILE, TEXTS, TinySpec, int8_file, run_prepare
 
 # ST's own ONNX backend runs the same file through optimum; its session options differ from ours.
 ST_ONNX_MIN_COSINE = 0.9999

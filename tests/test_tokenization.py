@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MAX_SEQ_LENGTH, TEXTS, TinySpec
 from fastembed_adapter import CorruptModelError, InvalidInputError, ModelNotFoundError
 from fastembed_adapter.tokenization import BatchOptions, TextTokenizer, position_limit
+from tiny import MAX_SEQ_LENGTH, TEXTS, TinySpec
 
 LONG = " ".join(TEXTS * 10)
 CASES = {

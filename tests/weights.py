@@ -30,9 +30,11 @@ def minilm_wheel() -> Path:
     return found[-1]
 
 
-def folder_hash(folder: Path, pattern: str = "*") -> str:
+def folder_hash(folder: Path, pattern: str = "*", skip: tuple[str, ...] = ()) -> str:
+    """sha256 over the relative names and contents of ``folder``'s files, leaving out ``skip`` subfolders."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob(pattern) if p.is_file()):
+    files = [p for p in folder.rglob(pattern) if p.is_file() and p.relative_to(folder).parts[0] not in skip]
+    for path in sorted(files):
         digest.update(path.relative_to(folder).as_posix().encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
