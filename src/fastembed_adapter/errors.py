@@ -12,7 +12,18 @@ class also subclasses the built-in exception callers already catch::
     ├── InferenceError(RuntimeError)                ONNX Runtime failed while running a batch
     ├── MissingExtraError(ImportError)              an optional extra is not installed
     ├── OutputExistsError(FileExistsError)          `prepare` would overwrite a folder without --force
-    └── ValidationFailedError                       `prepare` quality gate failed; nothing published
+    ├── ValidationFailedError                       `prepare` quality gate failed; nothing published
+    │
+    │   the service's own classes (fastembed_adapter.server.errors, with their HTTP status):
+    ├── InvalidInputError
+    │   ├── RequestValidationError                  422  bad JSON, wrong types, empty input
+    │   └── PayloadTooLargeError                    413  too many inputs, body or text too long
+    ├── UnauthorizedError(PermissionError)          401  missing or wrong API key
+    └── RetryAfterError(RuntimeError)               answered with a Retry-After header
+        ├── OverloadedError                         429  queue full
+        └── NotReadyError                           503  loading, failed or draining
+
+The benchmark's ``UnavailableError`` (a backend that cannot run here) stays inside ``benchmark/``.
 """
 
 from __future__ import annotations

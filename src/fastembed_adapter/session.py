@@ -23,9 +23,9 @@ __all__ = [
     "release_freed_memory",
 ]
 
-# ORT's fusion of a residual Add + LayerNormalization into SkipLayerNormalization: on CPU (ORT 1.32)
-# the fused kernel is 5-7x slower than the two ops it replaces, so `prepare` leaves them apart and the
-# session does not fuse them back where ORT's pattern would match. Files that already hold
+# ORT's fusion of a residual Add + LayerNormalization into SkipLayerNormalization: its CPU kernel is slower
+# than the two ops it replaces (the figures are in the CHANGELOG; tests/test_quantize.py pins the setting),
+# so `prepare` leaves them apart and the session does not fuse them back. Files that already hold
 # SkipLayerNormalization keep it.
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 # Output names that carry per-token hidden states, most specific first.
