@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,14 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+# The installed sentence-transformers major: where 5.x and 6.x differ we follow 6.x, and compare to the
+# reference only where it has that behaviour (CI runs both stacks).
+ST6 = int(version("sentence-transformers").split(".")[0]) >= 6
+
+
+def st_dimension(st: Any) -> int:
+    """``get_embedding_dimension`` (ST >= 5.7; the old name warns in ST 6, the new one is missing in 5.3)."""
+    method = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+    return int(method())

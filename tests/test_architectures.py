@@ -9,12 +9,12 @@ import onnx
 import onnx.numpy_helper
 import pytest
 
-from checks import TINY_INT8_MIN_COSINE, TINY_INT8_MIN_MEAN_COSINE, assert_close_fp32, cosines
+from checks import ST6, TINY_INT8_MIN_COSINE, TINY_INT8_MIN_MEAN_COSINE, assert_close_fp32, cosines, st_dimension
 from fastembed_adapter import OnnxSentenceEncoder, UnsupportedModelError
 from fastembed_adapter.prepare.capture import calibrate_absmax
 from fastembed_adapter.prepare.graph import constant_matmul_inputs
 from fastembed_adapter.prepare.smoothquant import norm_outputs, smooth
-from tiny import DECODERS, FP32_FILE, MORE_ARCHITECTURES, TEXTS, TinySpec, int8_file, run_prepare
+from tiny import DECODERS, FP32_FILE, MAX_SEQ_LENGTH, MORE_ARCHITECTURES, TEXTS, TinySpec, int8_file, run_prepare
 
 LONG = " ".join(TEXTS * 4)
 
@@ -80,7 +80,7 @@ def test_modules_after_pooling(prepared, st_models, spec):
     source, out = prepared(spec)
     st = st_models(source)
     ours = OnnxSentenceEncoder(out, file_name=FP32_FILE, threads=1, cache_size=0)
-    assert ours.get_embedding_dimension() == st.get_embedding_dimension()
+    assert ours.get_embedding_dimension() == st_dimension(st)
     assert len(ours) == len(st)
     texts = [*TEXTS, LONG]
     assert_close_fp32(ours.encode(texts), st.encode(texts))
@@ -130,8 +130,12 @@ def test_decoder_last_token_left_padding(prepared, st_models, arch, spec_kwargs)
     got = ours.encode(texts, batch_size=4, output_value="token_embeddings")
     ref = st.encode(texts, batch_size=4, output_value="token_embeddings")
     assert [len(row) for row in got] == [len(row) for row in ref]
-    for row, ref_row in zip(got, ref, strict=True):
-        assert_close_fp32(np.asarray(row), ref_row.numpy())
+    # the leading pad rows are exact to transformers 5's SDPA (the newest stack); under 4.57 they are
+    # whatever its kernel leaves in fully masked rows, so there only the real tokens are compared
+    real = [min(count, MAX_SEQ_LENGTH) for count in ours.count_tokens(texts)]
+    for row, ref_row, n in zip(got, ref, real, strict=True):
+        rows = slice(None) if ST6 else slice(len(row) - n, None)
+        assert_close_fp32(np.asarray(row)[rows], ref_row.numpy()[rows])
     int8 = OnnxSentenceEncoder(out, file_name=int8_file(), threads=1, cache_size=0).encode(texts)
     assert cosines(int8, st.encode(texts)).min() >= TINY_INT8_MIN_COSINE
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from checks import FP32_MAX_ABS, assert_close_fp32, assert_precision_close
+from checks import FP32_MAX_ABS, assert_close_fp32, assert_precision_close, st_dimension
 from fastembed_adapter import (
     CorruptModelError,
     InvalidInputError,
@@ -43,12 +43,6 @@ INPUTS = {
     "long_text": [LONG_TEXT, TEXTS[1]],
     "whitespace": ["  padded text with spaces  ", "\ttabbed\n", " "],
 }
-
-
-def st_dimension(st) -> int:
-    """``get_embedding_dimension`` (ST >= 5.7; the old name warns in ST 6)."""
-    method = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
-    return method()
 
 
 @pytest.fixture(scope="module")

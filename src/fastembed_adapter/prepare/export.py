@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnsupportedModelError
+from ..layout import external_data_path
 from .writer import save_onnx
 
-__all__ = ["EXPORTED_TYPES", "export_fp32", "optimize_fp32"]
+__all__ = ["EXPORTED_TYPES", "export_fp32", "export_optimized", "optimize_fp32"]
 
 # ORT transformer-optimizer fusion family per HF model_type (others are exported unfused).
 _FUSION_TYPES = {
@@ -71,21 +72,24 @@ def _input_names(model: Any, tokenizer_names: list[str]) -> list[str]:
     return names
 
 
-def export_fp32(transformer_dir: Path, output: Path, model_type: str) -> Path:
+def export_fp32(transformer_dir: Path, output: Path, model_type: str, attention: str | None = None) -> Path:
     """Export ``transformer_dir`` (a HF model folder) to ``output/model.onnx`` and return its path.
 
-    Architectures ORT can fuse are loaded with eager attention, the graph its attention fusion
-    recognises (the same ``last_hidden_state`` as SDPA: no query row is fully masked there). Others
-    keep the attention sentence-transformers runs them with (SDPA by default): in transformers 5 the
-    two differ on fully masked rows, which left-padded decoders return as token embeddings.
+    Architectures ORT can fuse are loaded with eager attention unless ``attention`` says otherwise
+    (:func:`export_optimized` tries both). Others keep the attention sentence-transformers runs them
+    with (SDPA by default): in transformers 5 the two differ on fully masked rows, which left-padded
+    decoders return as token embeddings.
     """
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     _check_known(model_type)
     tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir))
-    attention = {"attn_implementation": "eager"} if model_type in _FUSION_TYPES else {}
-    model = AutoModel.from_pretrained(str(transformer_dir), **attention)
+    if attention is None:
+        attention = "eager" if model_type in _FUSION_TYPES else None
+    model = AutoModel.from_pretrained(
+        str(transformer_dir), **({"attn_implementation": attention} if attention is not None else {})
+    )
     model.eval()
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False
@@ -222,6 +226,40 @@ def _attention_shape(transformer_dir: Path) -> tuple[int, int]:
 
     config = AutoConfig.from_pretrained(str(transformer_dir))
     return int(config.num_attention_heads), int(config.hidden_size)
+
+
+def export_optimized(transformer_dir: Path, work: Path, target: Path, model_type: str) -> dict[str, Any]:
+    """Export and optimize into ``target``; return the fused-operator counts.
+
+    For the BERT family the graph ORT's attention fusion recognises depends on the transformers
+    release (eager attention's on 5.x, SDPA's on 4.x); both give the same ``last_hidden_state`` there
+    (no query row is fully masked), so when one graph fuses no ``Attention`` the other is tried.
+    """
+    attempts = ["eager", "sdpa"] if model_type in _FUSION_TYPES else [None]
+    fusions: dict[str, Any] = {}
+    for attempt, attention in enumerate(attempts):
+        candidate = work / f"optimized-{attempt}.onnx"
+        try:
+            raw = export_fp32(transformer_dir, work / f"export-{attempt}", model_type, attention)
+            found = optimize_fp32(raw, candidate, model_type, transformer_dir)
+        except Exception:  # the alternative only: e.g. MPNet has no SDPA; the first graph stands
+            if attempt == 0:
+                raise
+            break
+        if attempt == 0 or found.get("Attention", 0) > fusions.get("Attention", 0):
+            fusions = found
+            for path in (target, external_data_path(target)):
+                path.unlink(missing_ok=True)
+            save_onnx(_load(candidate), target)
+        if fusions.get("Attention"):
+            break
+    return fusions
+
+
+def _load(path: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(path))
 
 
 def optimize_fp32(source: Path, target: Path, model_type: str, transformer_dir: Path) -> dict[str, Any]:

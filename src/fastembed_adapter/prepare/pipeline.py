@@ -25,7 +25,7 @@ from ..hub import check_model_source, download_snapshot
 from ..layout import FP32_FILE, MANIFEST_NAME, int8_file_name, onnx_size, read_json, read_layout
 from ..texts import calibration_texts, load_texts, validation_texts
 from .compat import loadable
-from .export import export_fp32, optimize_fp32
+from .export import export_optimized
 from .quantize import RECIPES, Calibration, Recipe, quantize_int8
 from .report import write_reports
 from .speed import quick_benchmark
@@ -34,7 +34,7 @@ from .writer import WEIGHT_SUFFIXES, check_output, file_table, remove_onnx, stag
 
 __all__ = ["STAGES", "PrepareOptions", "prepare_model"]
 
-STAGES = ("load", "export", "optimize", "validate", "quantize", "benchmark", "write")
+STAGES = ("load", "export", "validate", "quantize", "benchmark", "write")
 _VERSIONED = (
     "fastembed-adapter",
     "onnxruntime",
@@ -185,11 +185,10 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
         _load(run)
     with staging(options.output, options.force) as out:
         _save_configs(run, out)
-        with stage("export"):
-            raw = export_fp32(run.hf_dir, out / "onnx" / "_export", run.model_type)
-        with stage("optimize"):
-            run.fusions = optimize_fp32(raw, out / FP32_FILE, run.model_type, run.hf_dir)
-            shutil.rmtree(raw.parent)
+        with stage("export"):  # export and ORT's fusions (both attention graphs tried where it matters)
+            work = out / "onnx" / "_export"
+            run.fusions = export_optimized(run.hf_dir, work, out / FP32_FILE, run.model_type)
+            shutil.rmtree(work)
         with stage("validate"):
             _validate_fp32(run, out)  # a drifted export fails here, before any INT8 recipe runs
         if run.target is not None:
