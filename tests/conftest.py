@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from checks import REAL_INT8_MIN_COSINE, REAL_INT8_MIN_MEAN_COSINE, REAL_INT8_MIN_TOPK
-from tiny import TinySpec, build_hf_dir, int8_file, run_prepare, save_st, train_tokenizer
+from tiny import FP32_FILE, TinySpec, build_hf_dir, int8_file, run_prepare, save_st, train_tokenizer
 from weights import TEST_CACHE, folder_hash, minilm_wheel
 
 
@@ -195,3 +195,38 @@ def copy_folder(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
         return out
 
     yield copy
+
+
+@pytest.fixture(scope="session")
+def pair(tiny_model: Callable[[TinySpec], tuple[Path, Path]], st_models: Callable[[Path], Any]) -> Callable[..., Any]:
+    """Factory: (SentenceTransformer, OnnxSentenceEncoder on the FP32 file) for a spec.
+
+    ``cache_size=0``: parity of the computation itself, batch for batch (test_cache.py covers hits).
+    """
+    from fastembed_adapter import OnnxSentenceEncoder
+
+    cache: dict[str, Any] = {}
+
+    def get(spec: TinySpec) -> Any:
+        if spec.name not in cache:
+            source, onnx_dir = tiny_model(spec)
+            ours = OnnxSentenceEncoder(onnx_dir, file_name=FP32_FILE, threads=1, cache_size=0)
+            cache[spec.name] = (st_models(source), ours)
+        return cache[spec.name]
+
+    return get
+
+
+@pytest.fixture
+def captured_options(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """``prepare_model`` replaced by a recorder: the CLI's options, no work done (prints ``{}`` with --json)."""
+    import fastembed_adapter.prepare
+
+    seen: list[Any] = []
+
+    def record(options: Any) -> dict[str, Any]:
+        seen.append(options)
+        return {}
+
+    monkeypatch.setattr(fastembed_adapter.prepare, "prepare_model", record)
+    return seen

@@ -42,21 +42,6 @@ def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
     return code, out.out, out.err
 
 
-@pytest.fixture
-def captured_options(monkeypatch: pytest.MonkeyPatch) -> list:
-    """``prepare_model`` replaced by a recorder: the CLI's options, no work done (prints ``{}`` with --json)."""
-    import fastembed_adapter.prepare
-
-    seen: list = []
-
-    def record(options):
-        seen.append(options)
-        return {}
-
-    monkeypatch.setattr(fastembed_adapter.prepare, "prepare_model", record)
-    return seen
-
-
 def test_help():
     result = _run("--help")
     assert result.returncode == 0

@@ -31,15 +31,6 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
     return dict(sub.choices)
 
 
-@pytest.fixture
-def captured_options(monkeypatch: pytest.MonkeyPatch) -> list:
-    import fastembed_adapter.prepare
-
-    seen: list = []
-    monkeypatch.setattr(fastembed_adapter.prepare, "prepare_model", lambda options: seen.append(options) or {})
-    return seen
-
-
 @pytest.mark.parametrize("command", ["info", "prepare", "bench", "serve"])
 @pytest.mark.parametrize(("name", "value"), [("FEA_THREADS", "auto"), ("FEA_BENCH_ROUNDS", "x"), ("FEA_PORT", "y")])
 def test_a_bad_env_value_never_breaks_help(capsys, monkeypatch, command, name, value):

@@ -45,22 +45,6 @@ INPUTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def pair(tiny_model, st_models):
-    """Factory: (SentenceTransformer, OnnxSentenceEncoder on the FP32 file) for a spec."""
-    cache = {}
-
-    def get(spec: TinySpec):
-        if spec.name not in cache:
-            source, onnx_dir = tiny_model(spec)
-            # cache_size=0: parity of the computation itself, batch for batch (test_cache.py covers hits)
-            ours = OnnxSentenceEncoder(onnx_dir, file_name=FP32_FILE, threads=1, cache_size=0)
-            cache[spec.name] = (st_models(source), ours)
-        return cache[spec.name]
-
-    return get
-
-
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 @pytest.mark.parametrize("kind", list(INPUTS))
 def test_parity_per_input_kind(pair, spec, kind):

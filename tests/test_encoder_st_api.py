@@ -27,21 +27,6 @@ POSITIONS = 128  # conftest: bert max_position_embeddings 128; mpnet 130 with MP
 RENAMED = "The `{}` argument was renamed and is now deprecated. Please use `{}` instead."
 
 
-@pytest.fixture(scope="module")
-def pair(tiny_model, st_models):
-    """Factory: (SentenceTransformer, OnnxSentenceEncoder on the FP32 file, uncached) for a spec."""
-    cache = {}
-
-    def get(spec: TinySpec):
-        if spec.name not in cache:
-            source, onnx_dir = tiny_model(spec)
-            ours = OnnxSentenceEncoder(onnx_dir, file_name=FP32_FILE, threads=1, cache_size=0)
-            cache[spec.name] = (st_models(source), ours)
-        return cache[spec.name]
-
-    return get
-
-
 @pytest.fixture
 def fresh_warnings(monkeypatch):
     """Forget the once-per-process warnings, ours and transformers' ``warning_once`` (ST's)."""
