@@ -71,3 +71,26 @@ def test_encode_unnormalized_is_the_model_without_its_final_normalize(model, st_
     assert_close_fp32(ours.encode(texts, prompt_name="document"), st.encode(texts, prompt_name="document"))
     np.testing.assert_array_equal(ours.encode_unnormalized(texts, prompt_name="document"), got)
     assert ours.encode_unnormalized([]).shape == (0, ours.get_sentence_embedding_dimension())
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        ({"inputs": "a\ud800b"}, r"inputs\[0\] holds a lone surrogate U\+D800 at character 1"),
+        ({"inputs": ["ok", "x\udfffy"]}, r"inputs\[1\] holds a lone surrogate U\+DFFF at character 1"),
+        ({"inputs": "x", "prompt": 5}, r"prompt must be a str or None, got int: 5"),
+        ({"inputs": "x", "prompt": b"x"}, r"prompt must be a str or None, got bytes"),
+        ({"inputs": "x", "prompt": ["x"]}, r"prompt must be a str or None, got list"),
+        ({"inputs": "x", "prompt_name": ["x"]}, r"prompt_name must be a str or None, got list"),
+        ({"inputs": "x", "prompt": "\ud83d"}, r"prompt holds a lone surrogate U\+D83D"),
+    ],
+)
+def test_bad_text_and_prompt_values_are_named(model, st_models, call, match):
+    """Issue 16: these reached the tokenizer or str concatenation and raised bare TypeErrors."""
+    source, folder = model
+    ours = OnnxSentenceEncoder(folder, file_name=FP32_FILE)
+    with pytest.raises(InvalidInputError, match=match):
+        ours.encode(**call)
+    with pytest.raises((TypeError, ValueError)):  # sentence-transformers refuses them too, less clearly
+        st_models(source).encode(**call)
+    assert ours.encode("a\U0001f511b").shape == (ours.get_sentence_embedding_dimension(),)  # a real emoji is fine

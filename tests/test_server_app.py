@@ -181,6 +181,8 @@ def test_auto_truncate_setting_and_usage_counts_truncated_tokens(folder):
         ("/embed", b'{"inputs": "x", "normalize": "yes"}', 422, "'normalize' must be a bool"),
         ("/embed", b'{"inputs": "x", "truncate": 1}', 422, "'truncate' must be a bool"),
         ("/embed", b'{"inputs": "x", "prompt_name": "nope"}', 422, "configured prompts dictionary"),
+        ("/v1/embeddings", b'{"input": "a\\ud800b"}', 422, "lone surrogate U+D800"),  # was a 500
+        ("/embed", b'{"inputs": ["ok", "\\udfff"]}', 422, "inputs[1] holds a lone surrogate U+DFFF"),
         ("/embed", b'{"inputs": "x", "truncation_direction": "Left"}', 422, "only 'Right'"),
         ("/embed", json.dumps({"inputs": ["x"] * 9}).encode(), 413, "at most 8"),
         ("/embed", json.dumps({"inputs": "y" * 3000}).encode(), 413, "larger than 2000 bytes"),

@@ -47,6 +47,7 @@ from .st_compat import (
     auth_token,
     check_device,
     check_texts,
+    check_unicode,
     hub_options,
     positive_int,
     remote_code,
@@ -415,7 +416,11 @@ class OnnxSentenceEncoder:
         ``prompt`` wins, then ``prompt_name``, then the default prompt; an unknown name raises
         ``InvalidInputError`` (sentence-transformers raises ValueError).
         """
+        for name, value in (("prompt", prompt), ("prompt_name", prompt_name)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidInputError(f"{name} must be a str or None, got {type(value).__name__}: {value!r:.80}.")
         if prompt is not None:
+            check_unicode("prompt", prompt)
             if prompt_name is not None:
                 logger.warning(
                     "Provide either a `prompt`, a `prompt_name`, or neither, but not both. "

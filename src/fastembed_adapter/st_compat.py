@@ -30,6 +30,7 @@ __all__ = [
     "auth_token",
     "check_device",
     "check_texts",
+    "check_unicode",
     "hub_options",
     "is_singular",
     "positive_int",
@@ -95,6 +96,7 @@ def check_texts(inputs: object) -> tuple[list[str], bool]:
             raise InvalidInputError(
                 f"inputs must be a str or a list of str, got {type(inputs).__name__}: {inputs!r:.80}."
             )
+        check_unicode("inputs[0]", inputs)
         return [inputs], True
     items: Any = inputs
     texts = items.tolist() if isinstance(items, np.ndarray) else list(items)
@@ -103,7 +105,21 @@ def check_texts(inputs: object) -> tuple[list[str], bool]:
             raise InvalidInputError(
                 f"inputs[{index}] is {type(text).__name__} ({text!r:.80}); every item must be a str."
             )
+        check_unicode(f"inputs[{index}]", text)
     return texts, False
+
+
+def check_unicode(name: str, text: str) -> None:
+    """Refuse a lone surrogate (not Unicode text; the tokenizer would raise a bare TypeError), naming where."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{name} holds a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start}: it is not "
+            "valid Unicode text, so it cannot be tokenized. Remove it, or decode the source with errors='replace'."
+        ) from None
 
 
 def positive_int(name: str, value: object, allow_none: bool = False) -> None:
