@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInputError
+from .modules import normalize
 
 __all__ = ["SUPPORTED_SIMILARITY_FN_NAMES", "SimilarityFunction", "pairwise_similarity_fn", "similarity_fn"]
 
-_EPS = 1e-12
 
 Similarity = Callable[[Any, Any], np.ndarray]
 
@@ -58,11 +58,6 @@ def _matrix(x: Any) -> np.ndarray:
     return array[None, :] if array.ndim == 1 else array
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    result: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), _EPS)
-    return result
-
-
 def _cdist(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
     diff = np.abs(a[:, None, :] - b[None, :, :])
     result: np.ndarray = diff.sum(-1) if p == 1 else np.sqrt((diff * diff).sum(-1))
@@ -70,7 +65,7 @@ def _cdist(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
 
 
 _MATRIX: dict[SimilarityFunction, Similarity] = {
-    SimilarityFunction.COSINE: lambda a, b: _unit(_matrix(a)) @ _unit(_matrix(b)).T,
+    SimilarityFunction.COSINE: lambda a, b: normalize(_matrix(a)) @ normalize(_matrix(b)).T,
     SimilarityFunction.DOT: lambda a, b: _matrix(a) @ _matrix(b).T,
     SimilarityFunction.EUCLIDEAN: lambda a, b: -_cdist(_matrix(a), _matrix(b), 2),
     SimilarityFunction.MANHATTAN: lambda a, b: -_cdist(_matrix(a), _matrix(b), 1),
@@ -82,7 +77,7 @@ def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 _PAIRWISE: dict[SimilarityFunction, Similarity] = {
-    SimilarityFunction.COSINE: lambda a, b: np.sum(np.multiply(*map(_unit, _pair(a, b))), axis=-1),
+    SimilarityFunction.COSINE: lambda a, b: np.sum(np.multiply(*map(normalize, _pair(a, b))), axis=-1),
     SimilarityFunction.DOT: lambda a, b: np.sum(np.multiply(*_pair(a, b)), axis=-1),
     SimilarityFunction.EUCLIDEAN: lambda a, b: -np.sqrt(np.sum(np.subtract(*_pair(a, b)) ** 2, axis=-1)),
     SimilarityFunction.MANHATTAN: lambda a, b: -np.sum(np.abs(np.subtract(*_pair(a, b))), axis=-1),
