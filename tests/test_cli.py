@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from checks import read_json
-from fastembed_adapter.cli import main
+from cli_support import run_in_process
 from fastembed_adapter.layout import MANIFEST_NAME
 from tiny import FP32_FILE, int8_file
 
@@ -30,16 +30,6 @@ def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None)
 def _errors(stderr: str) -> list[str]:
     """The ``error:`` lines of stderr (``prepare`` draws its progress bar there too)."""
     return [line for line in stderr.splitlines() if line.startswith("error:")]
-
-
-def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``main(args)`` in this process: (exit code, stdout, stderr); argparse's SystemExit becomes the code."""
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_help():
@@ -211,7 +201,7 @@ def test_a_file_as_model_is_reported_as_a_file(make_st_model, tmp_path):
     ],
 )
 def test_quality_target_parts_left_out_keep_their_defaults(capsys, captured_options, tmp_path, args, expected):
-    code, _, err = _main(capsys, "prepare", "--model", str(tmp_path), "--json", *args)
+    code, _, err = run_in_process(capsys, "prepare", "--model", str(tmp_path), "--json", *args)
     assert code == 0, err
     (options,) = captured_options
     assert (options.min_cosine_int8, options.min_mean_cosine_int8, options.min_topk_agreement_int8) == expected
@@ -238,7 +228,7 @@ def test_quality_target_out_of_range_is_a_usage_error_before_any_work(
 ):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    code, _, err = _main(capsys, "prepare", "--model", str(tmp_path), *args)
+    code, _, err = run_in_process(capsys, "prepare", "--model", str(tmp_path), *args)
     assert code == 2
     assert named in err.strip().splitlines()[-1]
     assert captured_options == []  # nothing ran

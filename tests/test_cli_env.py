@@ -11,18 +11,10 @@ import json
 import pytest
 
 from checks import read_json
-from fastembed_adapter.cli import _parser, main, prepare_main
+from cli_support import run_in_process
+from fastembed_adapter.cli import _parser, prepare_main
 from fastembed_adapter.layout import MANIFEST_NAME
 from tiny import FP32_FILE
-
-
-def _exit(capsys: pytest.CaptureFixture[str], *args: str, entry=main) -> tuple[int, str, str]:
-    try:
-        code = entry(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -35,13 +27,13 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 @pytest.mark.parametrize(("name", "value"), [("FEA_THREADS", "auto"), ("FEA_BENCH_ROUNDS", "x"), ("FEA_PORT", "y")])
 def test_a_bad_env_value_never_breaks_help(capsys, monkeypatch, command, name, value):
     monkeypatch.setenv(name, value)
-    code, out, _ = _exit(capsys, command, "--help")
+    code, out, _ = run_in_process(capsys, command, "--help")
     assert code == 0 and out.startswith(f"usage: fastembed-adapter {command}")
 
 
 def test_bad_env_value_is_a_usage_error_of_the_command_that_reads_it(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("FEA_BENCH_ROUNDS", "x")
-    code, _, err = _exit(capsys, "bench", "--prepared", str(tmp_path), "--source", str(tmp_path))
+    code, _, err = run_in_process(capsys, "bench", "--prepared", str(tmp_path), "--source", str(tmp_path))
     assert code == 2
     assert err.strip().splitlines()[-1] == (
         "fastembed-adapter bench: error: argument --rounds: "
@@ -52,20 +44,20 @@ def test_bad_env_value_is_a_usage_error_of_the_command_that_reads_it(capsys, mon
 
 def test_bad_env_value_leaves_other_commands_alone(capsys, monkeypatch, prepared_base, tmp_path):
     monkeypatch.setenv("FEA_THREADS", "auto")  # read by prepare, bench and serve; info has no --threads
-    code, out, err = _exit(capsys, "info", str(prepared_base("bert")))
+    code, out, err = run_in_process(capsys, "info", str(prepared_base("bert")))
     assert code == 0, err
     assert out.startswith("folder")
-    code, _, err = _exit(capsys, "prepare", "--model", str(tmp_path))
+    code, _, err = run_in_process(capsys, "prepare", "--model", str(tmp_path))
     assert code == 2
     assert "argument --threads: environment variable FEA_THREADS='auto' is invalid: expected an integer" in err
-    code, _, err = _exit(capsys, "--model", str(tmp_path), entry=prepare_main)
+    code, _, err = run_in_process(capsys, "--model", str(tmp_path), entry=prepare_main)
     assert code == 2 and "FEA_THREADS='auto'" in err
 
 
 def test_a_flag_beats_its_env_value(capsys, monkeypatch, captured_options, tmp_path):
     monkeypatch.setenv("FEA_THREADS", "auto")
     monkeypatch.setenv("FEA_MAX_SEQ_LENGTH", "99")
-    code, _, err = _exit(capsys, "prepare", "--model", str(tmp_path), "--threads", "3", "--json")
+    code, _, err = run_in_process(capsys, "prepare", "--model", str(tmp_path), "--threads", "3", "--json")
     assert code == 0, err
     (options,) = captured_options
     assert options.threads == 3 and options.max_seq_length == 99
@@ -73,14 +65,14 @@ def test_a_flag_beats_its_env_value(capsys, monkeypatch, captured_options, tmp_p
 
 def test_env_value_checked_against_choices(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("FEA_QUANTIZE", "int4")
-    code, _, err = _exit(capsys, "prepare", "--model", str(tmp_path))
+    code, _, err = run_in_process(capsys, "prepare", "--model", str(tmp_path))
     assert code == 2
     assert "FEA_QUANTIZE='int4' is invalid: choose from int8, none" in err
 
 
 def test_required_flag_from_env(capsys, monkeypatch, captured_options, tmp_path):
     monkeypatch.setenv("FEA_MODEL", str(tmp_path))
-    code, _, err = _exit(capsys, "prepare", "--json")
+    code, _, err = run_in_process(capsys, "prepare", "--json")
     assert code == 0, err
     assert captured_options[0].model == str(tmp_path)
 
@@ -99,7 +91,7 @@ def test_required_flag_from_env(capsys, monkeypatch, captured_options, tmp_path)
 def test_boolean_flags_have_env_fallbacks(capsys, monkeypatch, captured_options, tmp_path, env, args, expected):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    code, _, err = _exit(capsys, "prepare", "--model", str(tmp_path), "--json", *args)
+    code, _, err = run_in_process(capsys, "prepare", "--model", str(tmp_path), "--json", *args)
     assert code == 0, err
     (options,) = captured_options
     assert {key: getattr(options, key) for key in expected} == expected
@@ -108,13 +100,13 @@ def test_boolean_flags_have_env_fallbacks(capsys, monkeypatch, captured_options,
 def test_boolean_env_fallback_switches_info_to_json(capsys, monkeypatch, prepared_base):
     folder = prepared_base("bert")
     monkeypatch.setenv("FEA_JSON", "1")
-    code, out, err = _exit(capsys, "info", str(folder))
+    code, out, err = run_in_process(capsys, "info", str(folder))
     assert code == 0, err
     assert json.loads(out) == read_json(folder / MANIFEST_NAME)
-    code, out, _ = _exit(capsys, "info", str(folder), "--no-json", "--file-name", FP32_FILE)
+    code, out, _ = run_in_process(capsys, "info", str(folder), "--no-json", "--file-name", FP32_FILE)
     assert code == 0 and out.startswith("folder")
     monkeypatch.setenv("FEA_JSON", "maybe")
-    code, _, err = _exit(capsys, "info", str(folder))
+    code, _, err = run_in_process(capsys, "info", str(folder))
     assert code == 2
     assert "FEA_JSON='maybe' is invalid: 'maybe' is not a boolean: use 1/0, true/false, yes/no or on/off" in err
 
@@ -133,13 +125,13 @@ def test_serve_env_fallbacks(monkeypatch):
 
 def test_serve_bad_env_value_is_a_usage_error(capsys, monkeypatch):
     monkeypatch.setenv("FEA_MAX_QUEUE", "lots")
-    code, _, err = _exit(capsys, "serve", "--model", "x")
+    code, _, err = run_in_process(capsys, "serve", "--model", "x")
     assert code == 2 and "FEA_MAX_QUEUE='lots' is invalid: expected an integer" in err
 
 
 def test_empty_env_value_counts_as_unset(capsys, monkeypatch, captured_options, tmp_path):
     monkeypatch.setenv("FEA_THREADS", "")
-    code, _, err = _exit(capsys, "prepare", "--model", str(tmp_path), "--json")
+    code, _, err = run_in_process(capsys, "prepare", "--model", str(tmp_path), "--json")
     assert code == 0, err
     assert captured_options[0].threads is None
 
@@ -156,7 +148,7 @@ def test_every_flag_has_an_env_fallback_shown_in_help():
 
 
 def test_help_names_the_variable(capsys):
-    code, out, _ = _exit(capsys, "prepare", "--help")
+    code, out, _ = run_in_process(capsys, "prepare", "--help")
     assert code == 0
     flat = " ".join(out.split())
     for text in ("[env: FEA_THREADS]", "[env: FEA_QUALITY_TARGET]", "--force, --no-force", "[env: FEA_FORCE]"):
