@@ -235,24 +235,23 @@ def export_optimized(transformer_dir: Path, work: Path, target: Path, model_type
     release (eager attention's on 5.x, SDPA's on 4.x); both give the same ``last_hidden_state`` there
     (no query row is fully masked), so when one graph fuses no ``Attention`` the other is tried.
     """
-    attempts = ["eager", "sdpa"] if model_type in _FUSION_TYPES else [None]
-    fusions: dict[str, Any] = {}
-    for attempt, attention in enumerate(attempts):
+    first, *others = ["eager", "sdpa"] if model_type in _FUSION_TYPES else [None]
+    raw = export_fp32(transformer_dir, work / "export-0", model_type, first)
+    fusions = optimize_fp32(raw, target, model_type, transformer_dir)
+    for attempt, attention in enumerate(others, start=1):
+        if fusions.get("Attention"):
+            break
         candidate = work / f"optimized-{attempt}.onnx"
         try:
             raw = export_fp32(transformer_dir, work / f"export-{attempt}", model_type, attention)
             found = optimize_fp32(raw, candidate, model_type, transformer_dir)
-        except Exception:  # the alternative only: e.g. MPNet has no SDPA; the first graph stands
-            if attempt == 0:
-                raise
+        except Exception:  # only an alternative (e.g. MPNet has no SDPA): the first graph stands
             break
-        if attempt == 0 or found.get("Attention", 0) > fusions.get("Attention", 0):
-            fusions = found
+        if found.get("Attention", 0) > fusions.get("Attention", 0):
             for path in (target, external_data_path(target)):
                 path.unlink(missing_ok=True)
-            save_onnx(_load(candidate), target)
-        if fusions.get("Attention"):
-            break
+            save_onnx(_load(candidate), target)  # re-saved: its weights file is named after the file
+            fusions = found
     return fusions
 
 
