@@ -39,11 +39,19 @@ def test_count_tokens_untruncated_with_the_prompt(model, st_models):
         expected = [len(st.tokenizer(PROMPTS[name] + text)["input_ids"]) for text in texts]
         assert ours.count_tokens(texts, prompt_name=name) == expected
     assert ours.count_tokens([LONG], prompt="")[0] > MAX_SEQ_LENGTH  # not truncated
+    fresh = OnnxSentenceEncoder(folder, file_name=FP32_FILE)
     calls = []
-    real = ours.tokenizer.untruncated
-    ours.tokenizer.untruncated = lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs)
-    ours.count_tokens(texts)
-    assert len(calls) == 1  # one Rust call for the whole list, each text once
+    clone = fresh.tokenizer._truncating(None)
+
+    class Counting:
+        def encode_batch_fast(self, batch, add_special_tokens=True):
+            calls.append(list(batch))
+            return clone.encode_batch_fast(batch, add_special_tokens=add_special_tokens)
+
+    fresh.tokenizer._clones[None] = Counting()  # type: ignore[assignment]
+    counts = fresh.count_tokens(texts)
+    assert fresh.count_tokens(texts) == counts  # the second count reuses the first one's tokens
+    assert calls == [[PROMPTS["query"] + text for text in texts]]  # one Rust call for the whole list, each text once
 
 
 def test_token_encodings_carry_offsets(model):

@@ -184,6 +184,41 @@ def test_one_micro_batch_runs_one_encode_call_per_output(tiny_model, monkeypatch
     np.testing.assert_allclose(third, raw[2:], atol=MATCH)
 
 
+@pytest.mark.parametrize(("path", "body"), [("/embed", {}), ("/v1/embeddings", {}), ("/embed_all", {})])
+def test_a_request_is_tokenized_once(folder, path, body):
+    """The server counts tokens (truncation check, usage) and encodes: one tokenization of each text."""
+    encoded = []
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def encode_batch_fast(self, texts, add_special_tokens=True):
+            encoded.extend(texts)
+            return self.inner.encode_batch_fast(texts, add_special_tokens=add_special_tokens)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    def factory():
+        encoder = encoder_of(folder)
+        tokenizer = encoder.tokenizer
+        tokenizer._clones[None] = Counting(tokenizer._truncating(None))
+        tokenizer.tokenizer = Counting(tokenizer.tokenizer)
+        return encoder
+
+    texts = [*TEXTS, LONG_TEXT]
+    key = "input" if path.startswith("/v1") else "inputs"
+
+    async def go():
+        async with app_client(create_app(settings(folder), encoder_factory=factory)) as client:
+            encoded.clear()
+            return await client.post(path, json={key: texts, **body})
+
+    ok(run(go()))
+    assert sorted(encoded) == sorted(texts)
+
+
 # -- /embed_all ------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
 
 from fastembed_adapter import CorruptModelError, InvalidInputError, ModelNotFoundError
 from fastembed_adapter.tokenization import BatchOptions, TextTokenizer, position_limit
@@ -223,3 +224,54 @@ def test_position_limit_of_the_test_models(make_st_model, tmp_path):
         padding_idx = model.embeddings.position_embeddings.padding_idx
         offset = padding_idx + 1 if arch == "mpnet" else 0
         assert position_limit(folder) == model.config.max_position_embeddings - offset == 128
+
+
+class _Counting:
+    """A tokenizers.Tokenizer stand-in that counts the texts it encodes (the Rust class cannot be patched)."""
+
+    def __init__(self, inner: Tokenizer) -> None:
+        self.inner, self.texts = inner, 0
+
+    def encode_batch_fast(self, texts, add_special_tokens=True):
+        self.texts += len(texts)
+        return self.inner.encode_batch_fast(texts, add_special_tokens=add_special_tokens)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _counting(tokenizer: TextTokenizer) -> tuple[_Counting, _Counting]:
+    main = _Counting(tokenizer.tokenizer)
+    clone = _Counting(tokenizer._truncating(None))
+    tokenizer.tokenizer = main  # type: ignore[assignment]
+    tokenizer._clones[None] = clone  # type: ignore[assignment]
+    return main, clone
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_count_then_tokenize_tokenizes_once_and_truncates_the_same(folder, side):
+    texts = [LONG, *TEXTS, "", LONG + " tail"]
+    reference = TextTokenizer(folder, 7, truncation_side=side)
+    counted = TextTokenizer(folder, 7, truncation_side=side)
+    main, clone = _counting(counted)
+    counts = counted.count(texts)
+    assert counts == [len(encoding.ids) for encoding in reference.untruncated(texts)]
+    assert max(counts) > 7
+    _assert_same(counted.pad(counted.tokenize(texts)), reference.encode(texts))
+    assert (main.texts, clone.texts) == (0, len(texts))
+    # taken once: a second tokenize encodes again, and a changed max_seq_length still applies
+    counted.count(texts[:2])
+    counted.max_seq_length = 5
+    reference.max_seq_length = 5
+    _assert_same(counted.encode(texts), reference.encode(texts))
+    assert main.texts == len(texts) - 2
+
+
+def test_count_keeps_a_bounded_number_of_tokens(folder, monkeypatch):
+    import fastembed_adapter.tokenization as module
+
+    monkeypatch.setattr(module, "_COUNTED_TOKENS", 40)
+    tokenizer = TextTokenizer(folder, 7)
+    tokenizer.count([LONG, *TEXTS])  # LONG alone is over the bound: counted, not kept
+    assert LONG not in tokenizer._counted
+    assert sum(len(encoding.ids) for encoding in tokenizer._counted.values()) <= 40

@@ -662,7 +662,7 @@ class OnnxSentenceEncoder:
         """Tokens of each text as the model would read them without truncation (prompt and special tokens in)."""
         texts, _ = check_texts(inputs)
         prefix = self.resolve_prompt(prompt, prompt_name) or ""
-        return [len(encoding.ids) for encoding in self.tokenizer.untruncated([prefix + text for text in texts])]
+        return self.tokenizer.count([prefix + text for text in texts])
 
     def token_encodings(
         self,

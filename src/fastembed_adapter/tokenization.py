@@ -9,12 +9,14 @@ token) before ``encode_batch``. We configure the same backend from ``tokenizer.j
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 from tokenizers import Encoding, Tokenizer, normalizers
 
 from .errors import CorruptModelError, InvalidInputError, ModelNotFoundError
@@ -52,6 +54,8 @@ _OFFSET_POSITION_TYPES = frozenset(
 )  # fmt: skip
 _FIXED_PADDING_IDX = {"mpnet": 1}
 _MAX_TRUNCATING_CLONES = 8
+# Tokens of counted texts kept for the encode that follows (the server counts, then encodes): ~25 MB.
+_COUNTED_TOKENS = 1 << 18
 
 
 def position_limit(folder: Path) -> int | None:
@@ -203,6 +207,8 @@ class TextTokenizer:
         self._max_seq_length: int | None = None
         self.max_seq_length = max_seq_length
         self._clones: dict[int | None, Tokenizer] = {}
+        self._counted: LRUCache[str, Encoding] = LRUCache(_COUNTED_TOKENS, getsizeof=_token_count)
+        self._counted_lock = threading.Lock()
 
     def _prepend_lowercase(self) -> None:
         """``do_lower_case``: prepend a ``Lowercase`` normalizer unless one is there, as ST's Transformer does."""
@@ -237,13 +243,39 @@ class TextTokenizer:
     def tokenize(self, texts: list[str], options: BatchOptions | None = None) -> list[Encoding]:
         """Tokenize (with special tokens, truncated) without padding; offsets are not computed.
 
-        ``options.max_length`` truncates this call to another length than ``max_seq_length``.
+        ``options.max_length`` truncates this call to another length than ``max_seq_length``. A
+        text :meth:`count` tokenized is not tokenized again: its kept tokens are truncated and get
+        their special tokens (``post_process``, the step ``encode`` ends with), then are let go.
         """
-        tokenizer = self.tokenizer
         if options is not None and options.max_length != self._max_seq_length:
-            tokenizer = self._truncating(options.max_length)
-        encodings: list[Encoding] = tokenizer.encode_batch_fast(texts, add_special_tokens=True)
-        return encodings
+            encodings: list[Encoding] = self._truncating(options.max_length).encode_batch_fast(
+                texts, add_special_tokens=True
+            )
+            return encodings
+        with self._counted_lock:
+            counted = [self._counted.pop(text, None) for text in texts] if self._counted else []
+        if not any(encoding is not None for encoding in counted):
+            encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=True)
+            return encodings
+        missing = [text for text, encoding in zip(texts, counted, strict=True) if encoding is None]
+        fresh = iter(self.tokenizer.encode_batch_fast(missing, add_special_tokens=True) if missing else [])
+        return [next(fresh) if encoding is None else self.tokenizer.post_process(encoding) for encoding in counted]
+
+    def count(self, texts: list[str]) -> list[int]:
+        """Untruncated token counts, special tokens in; the tokens are kept for the :meth:`tokenize` that follows."""
+        with self._counted_lock:
+            counted = [self._counted.get(text) for text in texts]
+        missing = [text for text, encoding in zip(texts, counted, strict=True) if encoding is None]
+        if missing:
+            fresh = self._truncating(None).encode_batch_fast(missing, add_special_tokens=False)
+            with self._counted_lock:
+                for text, encoding in zip(missing, fresh, strict=True):
+                    if _token_count(encoding) <= self._counted.maxsize:
+                        self._counted[text] = encoding
+            computed = iter(fresh)
+            counted = [next(computed) if encoding is None else encoding for encoding in counted]
+        specials = self.tokenizer.num_special_tokens_to_add(False)
+        return [len(encoding.ids) + specials for encoding in counted if encoding is not None]
 
     def untruncated(self, texts: list[str], add_special_tokens: bool = True, offsets: bool = False) -> list[Encoding]:
         """Tokenize without truncation or padding (to count tokens; with ``offsets`` for listings)."""
@@ -298,6 +330,10 @@ class TextTokenizer:
         if length and int(ids[-1]) in self.special_ids:
             length -= 1
         return length
+
+
+def _token_count(encoding: Encoding) -> int:
+    return max(len(encoding.ids), 1)
 
 
 def _side(name: str, value: Any) -> str:

@@ -71,6 +71,7 @@ class Outputs:
         return self.encoder.encode_unnormalized(texts, prompt_name=prompt_name, batch_size=self.batch_size)
 
     def _tokens(self, texts: list[str], prompt_name: str | None) -> list[np.ndarray]:
+        counts = self.encoder.count_tokens(texts, prompt_name=prompt_name)  # before encode(), which reuses its tokens
         rows = self.encoder.encode(
             texts,
             prompt_name=prompt_name,
@@ -79,7 +80,6 @@ class Outputs:
             show_progress_bar=False,
         )
         limit = self.encoder.max_seq_length
-        counts = self.encoder.count_tokens(texts, prompt_name=prompt_name)
         lengths = [min(count, limit) if limit is not None else count for count in counts]
         # sentence-transformers keeps rows up to the last real token: the leading pad rows of a
         # left-padded batch stay, so keep the last ``length`` rows (all of them on right padding).
