@@ -208,6 +208,21 @@ def test_report_lists_each_recipe_with_time_and_target(prepared_base):
     assert len(manifest["calibration_texts_sha256"]) == 16 and manifest["machine"]["isa"]
 
 
+def test_report_json_and_manifest_are_the_typed_report(prepared_base):
+    """What ``prepare`` wrote reads back into a ``Report`` that writes the same JSON and the same manifest."""
+    from fastembed_adapter.prepare.report import Report, render_markdown
+
+    out = prepared_base("bert")
+    data = read_json(out / "report.json")
+    report = Report.from_json(data)
+    assert report.to_json() == data and report.default_file == int8_file() and report.files[int8_file()].passed
+    assert report.recipes[-1].passed and report.recipes[-1].recipe == report.recipe
+    manifest = read_json(out / MANIFEST_NAME)
+    assert report.manifest_json(manifest["files"]) == manifest
+    rendered = render_markdown(report).splitlines()  # report.json is key-sorted: compare the rows, not their order
+    assert sorted(rendered) == sorted((out / "REPORT.md").read_text(encoding="utf-8").splitlines())
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [

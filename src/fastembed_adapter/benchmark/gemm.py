@@ -3,6 +3,7 @@
 The CPU's peak (VNNI INT8, FMA FP32) is a paper figure; ONNX Runtime's matrix kernels reach only
 part of it. One large ``MatMulIntegerToFloat`` (uint8 x int8, the op our per-token INT8 files run)
 and one FP32 ``MatMul`` are timed with the benchmark's thread count; an encoder cannot beat these.
+The sessions are built by :func:`fastembed_adapter.session.output_runner` (every ORT optimizer on).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+from ..session import output_runner
 
 __all__ = ["gemm_ceiling"]
 
@@ -23,19 +26,19 @@ def gemm_ceiling(threads: int, shape: tuple[int, int, int] = (2048, 1024, 1024),
     a32 = rng.standard_normal((m, k)).astype(np.float32)
     result: dict[str, Any] = {"shape": [m, k, n], "threads": threads, "repeats": repeats}
     for precision, feed in (("int8", a8), ("fp32", a32)):
-        session = _session(precision, k, n, threads, rng)
-        session.run(None, {"A": feed})  # warm-up: weight prepacking, allocations
+        run = output_runner(_model(precision, k, n, rng), ["Y"], threads)
+        run({"A": feed})  # warm-up: weight prepacking, allocations
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            session.run(None, {"A": feed})
+            run({"A": feed})
             times.append(time.perf_counter() - start)
         result[f"{precision}_gmacs"] = m * k * n / float(np.median(times)) / 1e9
     return result
 
 
-def _session(precision: str, k: int, n: int, threads: int, rng: np.random.Generator) -> Any:
-    import onnxruntime as ort
+def _model(precision: str, k: int, n: int, rng: np.random.Generator) -> bytes:
+    """One ``(m, k) x (k, n)`` product as a serialized ONNX model: INT8 ``MatMulIntegerToFloat`` or FP32 ``MatMul``."""
     from onnx import TensorProto, helper, numpy_helper
 
     if precision == "int8":
@@ -63,7 +66,5 @@ def _session(precision: str, k: int, n: int, threads: int, rng: np.random.Genera
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
     )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    serialized: bytes = model.SerializeToString()
+    return serialized

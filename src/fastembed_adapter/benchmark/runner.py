@@ -28,7 +28,7 @@ from ..extras import versions
 from ..layout import FP32_FILE, int8_file_name, onnx_size
 from .backends import BACKENDS, BASELINE, Backend, Kind, Precision, by_name
 from .gemm import gemm_ceiling
-from .stats import encoder_macs, per_run_figures, quality, ratio_summary, spread
+from .stats import backend_summary, encoder_macs, per_run_figures, quality
 
 __all__ = ["FULL_SIZES", "QUICK_SIZES", "BenchOptions", "run_bench"]
 
@@ -249,28 +249,15 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         if backend.name in unavailable:
             results[backend.name] = {**entry, "reason": unavailable[backend.name]}
             continue
-        rounds = figures[backend.name]
-        summary = {key: spread([f[key] for f in rounds.values()]) for key in next(iter(rounds.values()))}
-        peak = peaks[backend.precision]
-        per_query = macs["queries"] / len(tokens["queries"])
-        achieved = {
-            "batch1": per_query / (summary["p50_ms"]["median"] / 1e3),
-            "short": macs["short"] * summary["short_texts_per_s"]["median"] / len(tokens["short"]),
-            "long": macs["long"] * summary["long_texts_per_s"]["median"] / len(tokens["long"]),
-        }
-        entry |= {
-            "details": next(iter(runs[backend.name].values()))["details"],
-            "summary": summary,
-            "vs_baseline": ratio_summary(rounds, figures[BASELINE.name]),
-            "quality": quality(vectors[BASELINE.name], vectors[backend.name]),
-            "gmacs": {k: v / 1e9 for k, v in achieved.items()},
-            "share_of_peak": {k: v / 1e9 / peak for k, v in achieved.items()},
-            "peak_gmacs": peak,
-            "share_of_gemm_ceiling": {k: v / 1e9 / ceilings[backend.precision] for k, v in achieved.items()},
-            "stages_ms": {r: run.get("stages_ms", {}) for r, run in runs[backend.name].items()},
-            "latency_ms": [x for run in runs[backend.name].values() for x in run["latency_ms"]],
-            "rounds": {r: {**f, "pid": runs[backend.name][r]["pid"]} for r, f in rounds.items()},
-        }
+        entry |= backend_summary(
+            runs[backend.name],
+            baseline=figures[BASELINE.name],
+            quality_figures=quality(vectors[BASELINE.name], vectors[backend.name]),
+            macs=macs,
+            texts={part: len(counts) for part, counts in tokens.items()},
+            peak_gmacs=peaks[backend.precision],
+            ceiling_gmacs=ceilings[backend.precision],
+        )
         results[backend.name] = entry
 
     options_json = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items() if k != "progress"}

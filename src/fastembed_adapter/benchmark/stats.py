@@ -1,7 +1,7 @@
 """Numbers from raw worker runs.
 
 Medians and spread over rounds, paired ratios to the baseline, quality against the baseline's
-embeddings, and achieved MAC/s from the model config.
+embeddings, achieved MAC/s from the model config, and one backend's result entry built from them.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..modules import normalize
+from ..prepare.validate import topk_agreement
 
-__all__ = ["encoder_macs", "per_run_figures", "quality", "ratio_summary", "spread"]
+__all__ = ["backend_summary", "encoder_macs", "per_run_figures", "quality", "ratio_summary", "spread"]
 
 TOP_K = 10
 
@@ -81,6 +82,50 @@ def ratio_summary(runs: Mapping[int, dict[str, float]], baseline: Mapping[int, d
     return out
 
 
+def backend_summary(
+    runs: Mapping[int, Mapping[str, Any]],
+    *,
+    baseline: Mapping[int, dict[str, float]],
+    quality_figures: Mapping[str, float],
+    macs: Mapping[str, float],
+    texts: Mapping[str, int],
+    peak_gmacs: float,
+    ceiling_gmacs: float,
+) -> dict[str, Any]:
+    """The result entry of one measured backend, from its worker outputs (round → the worker's JSON).
+
+    Args:
+        runs: what ``worker.py`` printed, per round it ran in (at least one).
+        baseline: the baseline's :func:`per_run_figures` per round (the ratios pair rounds).
+        quality_figures: :func:`quality` of this backend's embeddings against the baseline's.
+        macs: encoder MACs of each workload part (``queries``, ``short``, ``long``), from :func:`encoder_macs`.
+        texts: the number of texts in each part.
+        peak_gmacs: the machine's peak GMAC/s at the backend's precision.
+        ceiling_gmacs: ORT's measured GEMM GMAC/s at that precision (:mod:`.gemm`).
+    """
+    rounds = {r: per_run_figures(run) for r, run in runs.items()}
+    summary = {key: spread([f[key] for f in rounds.values()]) for key in next(iter(rounds.values()))}
+    per_query = macs["queries"] / texts["queries"]
+    achieved = {  # MAC/s
+        "batch1": per_query / (summary["p50_ms"]["median"] / 1e3),
+        "short": macs["short"] * summary["short_texts_per_s"]["median"] / texts["short"],
+        "long": macs["long"] * summary["long_texts_per_s"]["median"] / texts["long"],
+    }
+    return {
+        "details": next(iter(runs.values()))["details"],
+        "summary": summary,
+        "vs_baseline": ratio_summary(rounds, baseline),
+        "quality": dict(quality_figures),
+        "gmacs": {k: v / 1e9 for k, v in achieved.items()},
+        "share_of_peak": {k: v / 1e9 / peak_gmacs for k, v in achieved.items()},
+        "peak_gmacs": peak_gmacs,
+        "share_of_gemm_ceiling": {k: v / 1e9 / ceiling_gmacs for k, v in achieved.items()},
+        "stages_ms": {r: run.get("stages_ms", {}) for r, run in runs.items()},
+        "latency_ms": [x for run in runs.values() for x in run["latency_ms"]],
+        "rounds": {r: {**f, "pid": runs[r]["pid"]} for r, f in rounds.items()},
+    }
+
+
 def encoder_macs(config: Mapping[str, Any], tokens: Sequence[int]) -> float:
     """Multiply-accumulates of the transformer encoder for texts of ``tokens`` real tokens each.
 
@@ -96,16 +141,19 @@ def encoder_macs(config: Mapping[str, Any], tokens: Sequence[int]) -> float:
     return float(layers * per_layer.sum())
 
 
-def _top_k(queries: np.ndarray, corpus: np.ndarray, k: int) -> np.ndarray:
-    sims = normalize(queries, np.float64) @ normalize(corpus, np.float64).T
-    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+def _retrieval_scores(queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
+    """Cosine of every query to every corpus text (queries are not in the corpus: nothing to mask)."""
+    scores: np.ndarray = normalize(queries, np.float64) @ normalize(corpus, np.float64).T
+    return scores
 
 
 def quality(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Per-text cosine to the reference (min/mean over queries, short and long texts) and top-10 agreement.
 
-    Top-10 agreement: for every query, the share of the reference's 10 nearest corpus texts
-    (short sentences + long passages) that the candidate also ranks in its 10 nearest; averaged.
+    Top-10 agreement (:func:`~fastembed_adapter.prepare.validate.topk_agreement` on query → corpus
+    cosines): for every query, the share of the reference's 10 nearest corpus texts (short sentences
+    + long passages) that the candidate also ranks in its 10 nearest; averaged. ``prepare``'s gate
+    applies the same function to each validation text's neighbours among the other validation texts.
     """
     parts = ("queries", "short", "long")
     ref = np.concatenate([reference[p] for p in parts])
@@ -114,15 +162,15 @@ def quality(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
     corpus_ref = np.concatenate([reference["short"], reference["long"]])
     corpus_cand = np.concatenate([candidate["short"], candidate["long"]])
     k = max(1, min(TOP_K, len(corpus_ref)))
-    ref_top = _top_k(reference["queries"], corpus_ref, k)
-    cand_top = _top_k(candidate["queries"], corpus_cand, k)
-    overlap = [len(set(a) & set(b)) / k for a, b in zip(ref_top.tolist(), cand_top.tolist(), strict=True)]
+    agreement = topk_agreement(
+        _retrieval_scores(reference["queries"], corpus_ref), _retrieval_scores(candidate["queries"], corpus_cand), k
+    )
     return {
         "min_cosine": float(cosines.min()),
         "mean_cosine": float(cosines.mean()),
-        "top10_agreement": float(np.mean(overlap)),
+        "top10_agreement": agreement,
         "k": k,
         "texts": len(ref),
-        "queries": len(ref_top),
+        "queries": len(reference["queries"]),
         "corpus": len(corpus_ref),
     }

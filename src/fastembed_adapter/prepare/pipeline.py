@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,9 @@ from ..texts import calibration_texts, load_texts, validation_texts
 from .compat import loadable
 from .export import export_optimized
 from .quantize import RECIPES, Calibration, Recipe, quantize_int8
-from .report import write_reports
+from .report import Machine, QuickBenchmark, RecipeResult, Report, ValidationFigures, write_reports
 from .speed import quick_benchmark
-from .validate import Quality, QualityTarget, compare
+from .validate import QualityTarget, compare
 from .writer import WEIGHT_SUFFIXES, check_output, file_table, remove_onnx, staging, write_json
 
 __all__ = ["STAGES", "PrepareOptions", "prepare_model"]
@@ -130,17 +130,6 @@ def _encode_onnx(folder: Path, file_name: str, texts: list[str], threads: int | 
     return embeddings, time.perf_counter() - start
 
 
-def _gate_row(quality: Quality, target: QualityTarget, seconds: float) -> dict[str, Any]:
-    failures = target.failures(quality)
-    return {
-        **quality.as_dict(),
-        "target": target.as_dict(),
-        "encode_seconds": round(seconds, 3),
-        "passed": not failures,
-        "failures": failures,
-    }
-
-
 def _texts_hash(texts: list[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
 
@@ -161,16 +150,19 @@ class _Run:
     model_type: str = ""
     fusions: dict[str, Any] = field(default_factory=dict)
     reference: np.ndarray = field(default_factory=lambda: np.empty(0))
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    recipes: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, ValidationFigures] = field(default_factory=dict)
+    recipes: list[RecipeResult] = field(default_factory=list)
     default_file: str = FP32_FILE
     recipe_name: str | None = None
     fallback: str | None = None
-    bench: dict[str, Any] = field(default_factory=dict)
+    bench: QuickBenchmark | None = None
 
 
 def prepare_model(options: PrepareOptions) -> dict[str, Any]:
-    """Run the whole pipeline; return the report. Raises ``ValidationFailedError`` when a gate fails."""
+    """Run the whole pipeline; return the report as JSON (:meth:`.Report.to_json`).
+
+    Raises ``ValidationFailedError`` when a gate fails.
+    """
     check_model_source(options.model)  # a bad --model is the error to report, not an existing output
     check_output(options.output, options.force)
     run = _Run(
@@ -200,7 +192,7 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
                 run.bench = quick_benchmark(run.model, out, files, options.threads)
         with stage("write"):
             report = _write(run, out)
-    return report
+    return replace(report, timings=dict(run.timer.timings)).to_json()  # the write stage's time too
 
 
 def _load(run: _Run) -> None:
@@ -229,11 +221,13 @@ def _validate_fp32(run: _Run, out: Path) -> None:
     options = run.options
     run.reference = np.asarray(run.model.encode(run.texts, batch_size=32, convert_to_numpy=True))
     embeddings, seconds = _encode_onnx(out, FP32_FILE, run.texts, options.threads)
-    row = _gate_row(compare(run.reference, embeddings), QualityTarget(min_cosine=options.min_cosine_fp32), seconds)
+    row = ValidationFigures.measure(
+        compare(run.reference, embeddings), QualityTarget(min_cosine=options.min_cosine_fp32), seconds
+    )
     run.files[FP32_FILE] = row
-    if not row["passed"]:
+    if not row.passed:
         raise ValidationFailedError(
-            f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {row['min_cosine']:.6f} "
+            f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {row.quality.min_cosine:.6f} "
             f"< {options.min_cosine_fp32}. No INT8 recipe was tried and nothing was written."
         )
 
@@ -254,59 +248,38 @@ def _quantize(run: _Run, out: Path, target: QuantTarget) -> None:
     run.default_file = int8_name
 
 
-def _write(run: _Run, out: Path) -> dict[str, Any]:
+def _write(run: _Run, out: Path) -> Report:
     """``report.json``, ``REPORT.md`` and the manifest (with every file's sha256); returns the report."""
     options, target = run.options, run.target
     layout = read_layout(out)
-    report = {
-        "source": {"id": options.model, "revision": run.revision},
-        "output": str(options.output),
-        "target": target.value if target else None,
-        "recipe": run.recipe_name,
-        "quality_target": options.int8_target.as_dict(),
-        "fp32_fallback": run.fallback,
-        "calibration_texts_sha256": _texts_hash(run.calibration),
-        "default_file": run.default_file,
-        "model_type": run.model_type,
-        "fusions": run.fusions,
-        "dimension": layout.dimension,
-        "max_seq_length": layout.max_seq_length,
-        "pooling": [mode.value for mode in layout.pooling.modes],
-        "normalize": layout.normalize,
-        "validation": {"texts": len(run.texts), "files": run.files},
-        "recipes": run.recipes,
-        "benchmark": run.bench,
-        "timings": run.timer.timings,
-        "versions": versions(_VERSIONED),
-        "machine": {"cpus": available_cpus(), "isa": getattr(detect_target(), "value", None)},
-    }
-    report["sizes"] = {name: onnx_size(out / name) for name in run.files}
+    report = Report(
+        source=options.model,
+        revision=run.revision,
+        output=str(options.output),
+        target=target.value if target else None,
+        recipe=run.recipe_name,
+        quality_target=options.int8_target,
+        fp32_fallback=run.fallback,
+        calibration_texts_sha256=_texts_hash(run.calibration),
+        default_file=run.default_file,
+        model_type=run.model_type,
+        fusions=run.fusions,
+        dimension=layout.dimension,
+        max_seq_length=layout.max_seq_length,
+        pooling=tuple(mode.value for mode in layout.pooling.modes),
+        normalize=layout.normalize,
+        validation_texts=len(run.texts),
+        files=dict(run.files),
+        recipes=tuple(run.recipes),
+        benchmark=run.bench,
+        timings=dict(run.timer.timings),
+        versions=versions(_VERSIONED),
+        machine=Machine(cpus=available_cpus(), isa=getattr(detect_target(), "value", None)),
+        sizes={name: onnx_size(out / name) for name in run.files},
+    )
     write_reports(out, report)
-    manifest = {
-        "schema_version": 1,
-        **{key: report[key] for key in _MANIFEST_KEYS},
-        "validation": run.files,
-        "files": file_table(out),
-    }
-    write_json(out / MANIFEST_NAME, manifest)
+    write_json(out / MANIFEST_NAME, report.manifest_json(file_table(out)))
     return report
-
-
-_MANIFEST_KEYS = (
-    "source",
-    "target",
-    "recipe",
-    "quality_target",
-    "fp32_fallback",
-    "calibration_texts_sha256",
-    "machine",
-    "default_file",
-    "dimension",
-    "max_seq_length",
-    "pooling",
-    "normalize",
-    "versions",
-)
 
 
 def transformer_dir(source: Path) -> Path:
@@ -327,9 +300,9 @@ def _search_recipes(
     options: PrepareOptions,
     texts: list[str],
     reference: np.ndarray,
-    tried: list[dict[str, Any]],
+    tried: list[RecipeResult],
     calibration: Calibration,
-) -> tuple[str, dict[str, Any]] | None:
+) -> tuple[str, ValidationFigures] | None:
     """Try recipes in order of expected speed; keep the first whose INT8 file meets the quality target."""
     candidates: list[Recipe] = [RECIPES[options.recipe]] if options.recipe else list(RECIPES.values())
     for recipe in candidates:
@@ -339,27 +312,18 @@ def _search_recipes(
         except Exception as exc:  # one broken recipe must not stop the search; the report says why
             if options.recipe:
                 raise
-            reason = f"error: {type(exc).__name__}: {exc}"[:300]
-            tried.append({"recipe": recipe.name, "passed": False, "result": reason})
+            tried.append(RecipeResult.errored(recipe.name, exc))
             continue
-        row = _gate_row(compare(reference, embeddings), options.int8_target, seconds)
-        tried.append(
-            {
-                "recipe": recipe.name,
-                **row,
-                "size_bytes": onnx_size(out / int8_name),
-                "result": "pass" if row["passed"] else "; ".join(row["failures"]),
-                **details,
-            }
-        )
-        if row["passed"]:
+        row = ValidationFigures.measure(compare(reference, embeddings), options.int8_target, seconds)
+        tried.append(RecipeResult.measured(recipe.name, row, onnx_size(out / int8_name), details))
+        if row.passed:
             return recipe.name, row
     remove_onnx(out / int8_name)
     return None
 
 
-def _failure_message(options: PrepareOptions, tried: list[dict[str, Any]], published: bool = False) -> str:
-    rows = ", ".join(f"{row['recipe']}: {row['result']}" for row in tried)
+def _failure_message(options: PrepareOptions, tried: list[RecipeResult], published: bool = False) -> str:
+    rows = ", ".join(f"{row.recipe}: {row.result}" for row in tried)
     target = options.int8_target
     head = (
         f"No INT8 recipe met the quality target (min cosine >= {target.min_cosine}, mean >= {target.mean_cosine}, "

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..cpu import available_cpus
 from ..texts import calibration_texts
+from .report import QuickBenchmark, SpeedFigures
 
 __all__ = ["quick_benchmark"]
 
@@ -21,7 +22,7 @@ _QUERIES = 40
 _WARMUP = 5
 
 
-def _measure(encode: Callable[[Any], Any], queries: list[str], passages: list[str]) -> dict[str, float]:
+def _measure(encode: Callable[[Any], Any], queries: list[str], passages: list[str]) -> SpeedFigures:
     for query in queries[:_WARMUP]:
         encode(query)
     latencies = []
@@ -32,14 +33,14 @@ def _measure(encode: Callable[[Any], Any], queries: list[str], passages: list[st
     start = time.perf_counter()
     encode(passages)
     elapsed = time.perf_counter() - start
-    return {
-        "p50_ms": float(np.percentile(latencies, 50)),
-        "p95_ms": float(np.percentile(latencies, 95)),
-        "throughput": len(passages) / elapsed,
-    }
+    return SpeedFigures(
+        p50_ms=float(np.percentile(latencies, 50)),
+        p95_ms=float(np.percentile(latencies, 95)),
+        throughput=len(passages) / elapsed,
+    )
 
 
-def quick_benchmark(model: Any, folder: Path, files: list[str], threads: int | None) -> dict[str, Any]:
+def quick_benchmark(model: Any, folder: Path, files: list[str], threads: int | None) -> QuickBenchmark:
     """Measure PyTorch ``model`` and each ONNX file in ``folder`` on the same texts."""
     from ..encoder import OnnxSentenceEncoder
 
@@ -50,9 +51,6 @@ def quick_benchmark(model: Any, folder: Path, files: list[str], threads: int | N
     for name in files:
         encoder = OnnxSentenceEncoder(folder, file_name=name, threads=threads, cache_size=0, metrics=False)
         backends[name] = _measure(encoder.encode, queries, sentences)
-    return {
-        "threads": threads or available_cpus(),
-        "queries": len(queries),
-        "texts": len(sentences),
-        "backends": backends,
-    }
+    return QuickBenchmark(
+        threads=threads or available_cpus(), queries=len(queries), texts=len(sentences), backends=backends
+    )

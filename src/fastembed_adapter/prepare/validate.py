@@ -9,7 +9,7 @@ import numpy as np
 
 from ..modules import normalize
 
-__all__ = ["INT8_TARGET", "Quality", "QualityTarget", "compare"]
+__all__ = ["INT8_TARGET", "Quality", "QualityTarget", "compare", "topk_agreement"]
 
 
 @dataclass(frozen=True)
@@ -95,26 +95,41 @@ class QualityTarget:
 INT8_TARGET = QualityTarget(min_cosine=0.99, mean_cosine=0.997, topk_agreement=0.95)
 
 
-def _neighbours(unit: np.ndarray, k: int) -> np.ndarray:
-    sims = unit @ unit.T
+def topk_agreement(reference_scores: np.ndarray, candidate_scores: np.ndarray, k: int) -> float:
+    """Mean share of each row's ``k`` best-scoring columns under the reference that the candidate also ranks top ``k``.
+
+    The one top-k agreement of the project; the callers differ only in the score matrices they pass:
+    ``compare`` (``prepare``'s gate) scores every text against every *other* text of the same set
+    (self-similarity masked), the benchmark's ``stats.quality`` scores queries against a separate
+    corpus. Ties keep the lower column index (stable sort), so the figure is deterministic.
+    """
+    if reference_scores.shape != candidate_scores.shape:
+        raise ValueError(f"Shape mismatch: reference {reference_scores.shape} vs candidate {candidate_scores.shape}.")
+    ref_top = np.argsort(-reference_scores, axis=1, kind="stable")[:, :k]
+    cand_top = np.argsort(-candidate_scores, axis=1, kind="stable")[:, :k]
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(ref_top.tolist(), cand_top.tolist(), strict=True)]
+    return float(np.mean(overlap))
+
+
+def _neighbour_scores(unit: np.ndarray) -> np.ndarray:
+    """Cosine of every text to every other text of the set; a text is never its own neighbour."""
+    sims: np.ndarray = unit @ unit.T
     np.fill_diagonal(sims, -np.inf)
-    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return sims
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> Quality:
-    """Compare row by row; top-k agreement = mean overlap of each text's k nearest neighbours."""
+    """Compare row by row; top-k agreement is over each text's k nearest neighbours among the other texts."""
     if reference.shape != candidate.shape:
         raise ValueError(f"Shape mismatch: reference {reference.shape} vs candidate {candidate.shape}.")
     ref, cand = normalize(reference, np.float64), normalize(candidate, np.float64)
     cosines = np.sum(ref * cand, axis=1)
     k = max(1, min(k, len(ref) - 1))
-    ref_nn, cand_nn = _neighbours(ref, k), _neighbours(cand, k)
-    overlap = [len(set(a) & set(b)) / k for a, b in zip(ref_nn.tolist(), cand_nn.tolist(), strict=True)]
     return Quality(
         min_cosine=float(cosines.min()),
         mean_cosine=float(cosines.mean()),
         max_abs_error=float(np.abs(reference.astype(np.float64) - candidate).max()),
-        topk_agreement=float(np.mean(overlap)),
+        topk_agreement=topk_agreement(_neighbour_scores(ref), _neighbour_scores(cand), k),
         k=k,
         texts=len(ref),
     )
