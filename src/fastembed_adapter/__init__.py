@@ -1,13 +1,15 @@
 """fastembed-adapter: sentence-transformers embeddings on ONNX Runtime INT8, without torch.
 
 ``from fastembed_adapter import OnnxSentenceEncoder`` is a drop-in for
-``sentence_transformers.SentenceTransformer`` for ``encode()``. Importing this package never
+``sentence_transformers.SentenceTransformer`` for ``encode()``; ``OnnxColbertEncoder`` one for
+``pylate.models.ColBERT``. Importing this package never
 imports torch, transformers, optimum or sentence-transformers.
 """
 
 from __future__ import annotations
 
 from .cache import CacheInfo
+from .colbert import OnnxColbertEncoder
 from .encoder import OnnxSentenceEncoder
 from .errors import (
     CorruptModelError,
@@ -34,6 +36,7 @@ __all__ = [
     "MissingExtraError",
     "ModelFolderError",
     "ModelNotFoundError",
+    "OnnxColbertEncoder",
     "OnnxSentenceEncoder",
     "OutputExistsError",
     "UnsupportedModelError",

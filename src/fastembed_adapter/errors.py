@@ -73,10 +73,10 @@ class InferenceError(FastembedAdapterError, RuntimeError):
 class MissingExtraError(FastembedAdapterError, ImportError):
     """An optional dependency group (extra) is needed but not installed."""
 
-    def __init__(self, extra: str, missing: str) -> None:
+    def __init__(self, extra: str, missing: str, install: str | None = None) -> None:
         super().__init__(
             f"This feature needs the '{extra}' extra; not installed: {missing}. "
-            f"Install it with: pip install 'fastembed-adapter[{extra}]'"
+            f"Install it with: {install or f'pip install {chr(39)}fastembed-adapter[{extra}]{chr(39)}'}"
         )
         self.extra = extra
         self.missing = missing

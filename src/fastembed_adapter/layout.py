@@ -38,6 +38,8 @@ __all__ = [
     "onnx_size",
     "read_json",
     "read_layout",
+    "read_modules",
+    "transformer_settings",
 ]
 
 MANIFEST_NAME = "fastembed_adapter.json"
@@ -262,7 +264,8 @@ class ModelLayout:
         return sized[-1].dimension if sized else self.pooling.output_dimension
 
 
-def _modules(root: Path) -> list[dict[str, Any]]:
+def read_modules(root: Path) -> list[dict[str, Any]]:
+    """``modules.json`` as a list of module entries sorted by ``idx``; errors name the file."""
     path = root / "modules.json"
     if not path.exists():
         raise ModelNotFoundError(
@@ -294,7 +297,7 @@ def _check_width(module: DenseModule | LayerNormModule, width: int, folder: Path
     return module.dimension
 
 
-def _max_seq_length(root: Path, transformer_dir: Path) -> tuple[int | None, bool]:
+def transformer_settings(root: Path, transformer_dir: Path) -> tuple[int | None, bool]:
     """``max_seq_length`` and ``do_lower_case`` the way sentence-transformers' Transformer resolves them."""
     config: dict[str, Any] = {}
     for candidate in (transformer_dir / "sentence_bert_config.json", root / "sentence_bert_config.json"):
@@ -322,10 +325,11 @@ def read_layout(root: Path) -> ModelLayout:
     post: list[PostModule] = []
     width = 0
     transformer_dir = root
-    modules = _modules(root)
+    modules = read_modules(root)
     if not any(str(module.get("type", "")).endswith("Pooling") for module in modules):
         raise UnsupportedModelError(
-            f"{str(root / 'modules.json')!r} has no Pooling module; only sentence-embedding models are supported."
+            f"{str(root / 'modules.json')!r} has no Pooling module, so it is not a sentence-embedding model. "
+            "A PyLate ColBERT model runs with OnnxColbertEncoder (prepare it with --kind colbert)."
         )
     for module in modules:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
@@ -353,7 +357,7 @@ def read_layout(root: Path) -> ModelLayout:
             width = _check_width(sized, width, path)
             post.append(sized)
     assert pooling is not None  # guaranteed by the check above; for the type checker
-    max_len, lower = _max_seq_length(root, transformer_dir)
+    max_len, lower = transformer_settings(root, transformer_dir)
     st_config_path = root / "config_sentence_transformers.json"
     st_config = read_json(st_config_path) if st_config_path.exists() else {}
     prompts = st_config.get("prompts") or {}

@@ -196,7 +196,13 @@ class TextTokenizer:
         self.padding_side = _side("padding_side", padding_side or config.get("padding_side", "right"))
         self.truncation_side = _side("truncation_side", truncation_side or config.get("truncation_side", "right"))
         self.model_input_names = _model_input_names(config)
-        pad_token = _token_text(config.get("pad_token")) or _token_text(special_map.get("pad_token"))
+        # Special tokens by role (``pad_token``, ``mask_token``, ``eos_token``, ...) as transformers reads them.
+        self.named_tokens: dict[str, str] = {
+            key: text
+            for key in sorted({*special_map, *config})
+            if key.endswith("_token") and (text := _token_text(config.get(key)) or _token_text(special_map.get(key)))
+        }
+        pad_token = self.named_tokens.get("pad_token")
         pad_id = self.tokenizer.token_to_id(pad_token) if pad_token is not None else None
         self.pad_token = pad_token
         self.pad_id = pad_id if pad_id is not None else 0

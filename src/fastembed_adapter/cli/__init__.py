@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -46,6 +47,12 @@ def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         add_flag(parser, flag, env="FEA_" + flag.lstrip("-").replace("-", "_").upper(), **kwargs)
 
     option("--model", required=True, help="hub id (owner/name) or local sentence-transformers folder")
+    option(
+        "--kind",
+        choices=("auto", "dense", "colbert"),
+        default="auto",
+        help="dense sentence embeddings or a PyLate ColBERT model; auto = colbert for a local PyLate folder",
+    )
     option("--output", type=Path, help="output folder (default: ./models/<model name>)")
     option("--quantize", choices=("int8", "none"), default="int8", help="also write an INT8 file (default int8)")
     option(
@@ -114,10 +121,31 @@ def _run_prepare(args: argparse.Namespace) -> int:
             threads=args.threads,
             progress=progress,
         )
-        report = prepare_model(options)
+        if _colbert_kind(args.kind, str(args.model)):
+            from ..prepare.colbert import COLBERT_INT8_TARGET, prepare_colbert, render_colbert_markdown
+
+            if args.quality_target is None:  # ColBERT's own default gate (per-token mean, ranking agreement)
+                options = dataclasses.replace(
+                    options,
+                    min_mean_cosine_int8=COLBERT_INT8_TARGET.mean_token_cosine,
+                    min_topk_agreement_int8=COLBERT_INT8_TARGET.topk_agreement,
+                )
+            report, render = prepare_colbert(options), render_colbert_markdown
+        else:
+            report, render = prepare_model(options), render_markdown
         bar.update(len(STAGES) - bar.n)
-    sys.stdout.write(json.dumps(report, indent=2) + "\n" if args.json else render_markdown(report))
+    sys.stdout.write(json.dumps(report, indent=2) + "\n" if args.json else render(report))
     return 0
+
+
+def _colbert_kind(kind: str, model: str) -> bool:
+    """``--kind``: colbert or dense; auto looks at a local folder (a hub id is dense unless told)."""
+    if kind != "auto":
+        return kind == "colbert"
+    from ..colbert_layout import is_colbert_folder
+
+    path = Path(model).expanduser()
+    return path.is_dir() and is_colbert_folder(path)
 
 
 # Third-party output during ``prepare`` that tells the user nothing they can act on: (logger, message start).

@@ -27,12 +27,20 @@ def capture_runner(
 
 
 def text_batches(folder: Path, texts: list[str], size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Tokenizer features of ``texts`` (longest first) in batches of ``size``, as the folder's tokenizer pads them."""
+    """Tokenizer features of ``texts`` (longest first) in batches of ``size``, as the folder's tokenizer pads them.
+
+    A ColBERT folder's texts are truncated to its ``document_length`` (its documents' inputs).
+    """
+    from ..colbert_layout import is_colbert_folder, read_colbert_layout
     from ..layout import read_layout
     from ..tokenization import TextTokenizer
 
-    layout = read_layout(folder)
-    tokenizer = TextTokenizer(folder, layout.max_seq_length, layout.do_lower_case)
+    if is_colbert_folder(folder):
+        colbert = read_colbert_layout(folder)
+        tokenizer = TextTokenizer(folder, colbert.document_length, colbert.do_lower_case)
+    else:
+        layout = read_layout(folder)
+        tokenizer = TextTokenizer(folder, layout.max_seq_length, layout.do_lower_case)
     ordered = sorted(texts, key=len, reverse=True)
     for start in range(0, len(ordered), size):
         yield tokenizer.encode(ordered[start : start + size])

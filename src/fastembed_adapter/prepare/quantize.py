@@ -6,6 +6,7 @@ keeps the first one whose INT8 file passes the validation gate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
@@ -133,11 +134,17 @@ def _ffn_matmuls(model_path: Path, which: str) -> list[str]:
 
 
 def quantize_int8(
-    source: Path, target_path: Path, target: QuantTarget, recipe: Recipe, calibration: Calibration | None = None
+    source: Path,
+    target_path: Path,
+    target: QuantTarget,
+    recipe: Recipe,
+    calibration: Calibration | None = None,
+    fp32_nodes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write ``target_path``: ``source`` quantized with ``recipe`` for ``target``; return what was decided.
 
     Every recipe also stores the vocabulary tables in int8 with per-row scales (``embeddings.py``).
+    The MatMul nodes named in ``fp32_nodes`` stay FP32 whatever the recipe (a ColBERT projection).
     The returned details name the MatMuls kept FP32 and count the outlier channels, for the report.
     """
     import onnx
@@ -146,6 +153,7 @@ def quantize_int8(
     from .embeddings import quantize_embedding_tables
 
     exclude = [] if recipe.keep_fp32 == "none" else _ffn_matmuls(source, recipe.keep_fp32)
+    exclude += list(fp32_nodes)
     details: dict[str, Any] = {}
     if recipe.per_token or recipe.nbits_block is not None:  # graph rewrites here; dynamic works on files
         model = onnx.load(str(source))

@@ -1,0 +1,383 @@
+"""``prepare --kind colbert``: a PyLate ColBERT model → one ONNX graph (transformer + projection), INT8, validated.
+
+The export, ORT fusions, INT8 recipes, staging and manifest are the dense pipeline's; what
+differs is here: the projection appended to the graph (token vectors out), the reference
+(PyLate's ``ColBERT.encode(is_query=...)``), and the quality figures — per-token cosine, token
+counts text by text, and the MaxSim ranking of documents for each query (top-10 overlap, Spearman).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..colbert_layout import ONNX_CONFIG_NAME, ColbertLayout, read_colbert_layout
+from ..cpu import QuantTarget, available_cpus, detect_target
+from ..errors import MissingExtraError, UnsupportedModelError, ValidationFailedError
+from ..extras import versions
+from ..late_interaction import colbert_scores
+from ..layout import FP32_FILE, MANIFEST_NAME, int8_file_name, onnx_size, read_json
+from ..modules import DenseModule, normalize
+from ..texts import QUERIES, calibration_texts, validation_texts
+from .export import export_optimized
+from .quantize import RECIPES, Calibration, Recipe, quantize_int8
+from .writer import WEIGHT_SUFFIXES, check_output, file_table, remove_onnx, save_onnx, staging, write_json
+
+__all__ = [
+    "COLBERT_INT8_TARGET",
+    "ColbertQuality",
+    "ColbertTarget",
+    "append_projection",
+    "compare_colbert",
+    "prepare_colbert",
+    "render_colbert_markdown",
+]
+
+_TOKEN_OUTPUT = "token_embeddings"
+_ACTIVATIONS = {"torch.nn.modules.linear.Identity": None, "torch.nn.modules.activation.Tanh": "Tanh"}
+_VERSIONED = ("fastembed-adapter", "onnxruntime", "onnx", "torch", "transformers", "sentence-transformers", "pylate")
+
+
+@dataclass(frozen=True)
+class ColbertQuality:
+    """Agreement of one file's token vectors and rankings with PyLate's, over the validation queries/documents."""
+
+    min_token_cosine: float
+    mean_token_cosine: float
+    token_counts_equal: bool
+    topk_agreement: float
+    spearman: float
+    k: int
+    queries: int
+    documents: int
+
+
+@dataclass(frozen=True)
+class ColbertTarget:
+    """A ColBERT gate: every figure at least this (token counts always equal)."""
+
+    min_token_cosine: float = 0.0
+    mean_token_cosine: float = 0.0
+    topk_agreement: float = 0.0
+
+    def failures(self, quality: ColbertQuality) -> list[str]:
+        """Why ``quality`` misses this target (empty when it passes)."""
+        failed = [] if quality.token_counts_equal else ["token counts differ from PyLate's"]
+        checks = [
+            ("min per-token cosine", quality.min_token_cosine, self.min_token_cosine),
+            ("mean per-token cosine", quality.mean_token_cosine, self.mean_token_cosine),
+            (f"top-{quality.k} ranking agreement", quality.topk_agreement, self.topk_agreement),
+        ]
+        return failed + [f"{name} {value:.4f} < {limit}" for name, value, limit in checks if value < limit]
+
+
+# The INT8 gate ``prepare --kind colbert`` applies unless told otherwise.
+COLBERT_INT8_TARGET = ColbertTarget(min_token_cosine=0.0, mean_token_cosine=0.995, topk_agreement=0.95)
+
+
+def render_colbert_markdown(report: dict[str, Any]) -> str:
+    """``REPORT.md`` of a ColBERT folder: every file and recipe against PyLate."""
+    lines = [
+        f"# {report['source']['id']} (ColBERT)",
+        "",
+        f"Default file `{report['default_file']}`, recipe {report['recipe'] or 'none'}, target {report['target']}, "
+        f"{report['dimension']}-d token vectors; validated on {report['validation']['queries']} queries and "
+        f"{report['validation']['documents']} documents against PyLate `ColBERT.encode`.",
+        "",
+        "| file / recipe | min token cos | mean token cos | token counts | top-10 ranking | Spearman | result |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = [(name, row) for name, row in report["validation"]["files"].items()]
+    rows += [(f"recipe {row['recipe']}", row) for row in report["recipes"]]
+    for name, row in rows:
+        if "min_token_cosine" not in row:
+            lines.append(f"| {name} | | | | | | {row['result']} |")
+            continue
+        result = row.get("result") or ("pass" if row["passed"] else "; ".join(row["failures"]))
+        lines.append(
+            f"| {name} | {row['min_token_cosine']:.4f} | {row['mean_token_cosine']:.5f} | "
+            f"{'equal' if row['token_counts_equal'] else 'differ'} | {row['topk_agreement']:.3f} | "
+            f"{row['spearman']:.4f} | {result} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)).astype(np.float64), np.argsort(np.argsort(b)).astype(np.float64)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = float(np.sqrt((ra**2).sum() * (rb**2).sum()))
+    return float((ra * rb).sum() / denominator) if denominator else 1.0
+
+
+def compare_colbert(
+    reference: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
+    candidate: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
+    k: int = 10,
+) -> ColbertQuality:
+    """Per-token cosines (texts whose token counts differ count as cosine 0), and MaxSim rankings.
+
+    ``reference`` and ``candidate`` are ``(query vectors, document vectors)``, one ``(tokens, dim)``
+    array per text. The top-k agreement is the mean overlap of each query's k best documents.
+    """
+    cosines: list[np.ndarray] = []
+    equal = True
+    for ref_side, cand_side in zip(reference, candidate, strict=True):
+        for ref, cand in zip(ref_side, cand_side, strict=True):
+            if ref.shape != cand.shape:
+                equal = False
+                cosines.append(np.zeros(1))
+                continue
+            cosines.append(np.sum(normalize(ref, np.float64) * normalize(cand, np.float64), axis=1))
+    flat = np.concatenate(cosines) if cosines else np.ones(1)
+    ref_scores = colbert_scores(reference[0], reference[1]).astype(np.float64)
+    cand_scores = colbert_scores(candidate[0], candidate[1]).astype(np.float64)
+    k = max(1, min(k, ref_scores.shape[1]))
+    overlaps, spearmans = [], []
+    for ref_row, cand_row in zip(ref_scores, cand_scores, strict=True):
+        best_ref = set(np.argsort(-ref_row, kind="stable")[:k].tolist())
+        best_cand = set(np.argsort(-cand_row, kind="stable")[:k].tolist())
+        overlaps.append(len(best_ref & best_cand) / k)
+        spearmans.append(_spearman(ref_row, cand_row))
+    return ColbertQuality(
+        min_token_cosine=float(flat.min()),
+        mean_token_cosine=float(flat.mean()),
+        token_counts_equal=equal,
+        topk_agreement=float(np.mean(overlaps)),
+        spearman=float(np.mean(spearmans)),
+        k=k,
+        queries=len(reference[0]),
+        documents=len(reference[1]),
+    )
+
+
+def append_projection(path: Path, projection: Sequence[DenseModule]) -> None:
+    """Append the Dense projection(s) to the ONNX file at ``path``: ``last_hidden_state`` → ``token_embeddings``."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    (output,) = [value for value in graph.output]
+    current = output.name
+    nodes: list[Any] = []
+    for index, module in enumerate(projection):
+        if module.activation not in _ACTIVATIONS:
+            raise UnsupportedModelError(
+                f"ColBERT Dense activation {module.activation!r} cannot be exported; "
+                f"supported: {', '.join(_ACTIVATIONS)}."
+            )
+        name = f"colbert_dense_{index}"
+        x = current
+
+        def constant(suffix: str, value: np.ndarray, name: str = name) -> str:
+            graph.initializer.append(
+                numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float32), f"{name}.{suffix}")
+            )
+            return f"{name}.{suffix}"
+
+        nodes.append(
+            helper.make_node(
+                "MatMul", [x, constant("weight", module.weight.T)], [f"{name}/matmul"], name=f"{name}/MatMul"
+            )
+        )
+        current = f"{name}/matmul"
+        if module.bias is not None:
+            nodes.append(helper.make_node("Add", [current, constant("bias", module.bias)], [f"{name}/bias"]))
+            current = f"{name}/bias"
+        op = _ACTIVATIONS[module.activation]
+        if op is not None:
+            nodes.append(helper.make_node(op, [current], [f"{name}/act"]))
+            current = f"{name}/act"
+        if module.use_residual:
+            residual = x
+            if module.residual is not None:
+                nodes.append(
+                    helper.make_node(
+                        "MatMul", [x, constant("residual", module.residual.T)], [f"{name}/res"], name=f"{name}/Residual"
+                    )
+                )
+                residual = f"{name}/res"
+            nodes.append(helper.make_node("Add", [current, residual], [f"{name}/out"]))
+            current = f"{name}/out"
+    nodes.append(helper.make_node("Identity", [current], [_TOKEN_OUTPUT]))
+    graph.node.extend(nodes)
+    dims = [d.dim_param or d.dim_value for d in output.type.tensor_type.shape.dim][:2]
+    graph.ClearField("output")
+    graph.output.append(
+        helper.make_tensor_value_info(_TOKEN_OUTPUT, onnx.TensorProto.FLOAT, [*dims, projection[-1].dimension])
+    )
+    save_onnx(model, path)
+
+
+def _pylate(source: Path) -> Any:
+    try:
+        from pylate import models
+    except ImportError as exc:
+        raise MissingExtraError(
+            "prepare",
+            "pylate (prepare --kind colbert validates against PyLate's ColBERT.encode)",
+            install="pip install pylate==1.6.0 fastkmeans==0.5.0 --no-deps beside sentence-transformers 5.3 "
+            "(FEA_STACK=st5 bash scripts/setup.sh does it)",
+        ) from exc
+    return models.ColBERT(str(source), device="cpu")
+
+
+def _documents() -> list[str]:
+    return [text for text in validation_texts() if text not in QUERIES]
+
+
+def _encode_ours(out: Path, file_name: str, queries: list[str], documents: list[str], threads: int | None) -> Any:
+    from ..colbert import OnnxColbertEncoder
+
+    encoder = OnnxColbertEncoder(out, file_name=file_name, threads=threads, cache_size=0, metrics=False)
+    start = time.perf_counter()
+    result = (encoder.encode(queries, is_query=True), encoder.encode(documents, is_query=False))
+    return result, time.perf_counter() - start
+
+
+def _row(quality: ColbertQuality, target: ColbertTarget, seconds: float) -> dict[str, Any]:
+    failures = target.failures(quality)
+    return {**asdict(quality), "target": asdict(target), "encode_seconds": round(seconds, 3),
+            "passed": not failures, "failures": failures}  # fmt: skip
+
+
+def onnx_config(layout: ColbertLayout, tokenizer_dir: Path) -> dict[str, Any]:
+    """next-plaid's ``onnx_config.json``: the settings its Rust reader needs beside ``tokenizer.json``."""
+    from ..colbert import OnnxColbertEncoder
+
+    encoder = OnnxColbertEncoder.__new__(OnnxColbertEncoder)  # ids only: no session
+    from ..tokenization import TextTokenizer
+
+    encoder.tokenizer = TextTokenizer(tokenizer_dir, None, layout.do_lower_case)
+    encoder.model_path = tokenizer_dir
+    pad = encoder.tokenizer.pad_id
+    return {
+        "query_prefix": layout.query_prefix,
+        "document_prefix": layout.document_prefix,
+        "query_length": layout.query_length,
+        "document_length": layout.document_length,
+        "do_query_expansion": layout.do_query_expansion,
+        "attend_to_expansion_tokens": layout.attend_to_expansion_tokens,
+        "skiplist_words": list(layout.skiplist_words),
+        "embedding_dim": layout.dimension,
+        "mask_token_id": encoder._expansion_id(),
+        "pad_token_id": pad,
+        "query_prefix_id": encoder._prefix_id(layout.query_prefix),
+        "document_prefix_id": encoder._prefix_id(layout.document_prefix),
+        "do_lower_case": layout.do_lower_case,
+        "uses_token_type_ids": "token_type_ids" in encoder.tokenizer.model_input_names,
+    }
+
+
+def prepare_colbert(options: Any) -> dict[str, Any]:
+    """``prepare`` for a PyLate ColBERT folder or hub id (``options`` is a ``PrepareOptions``); return the report."""
+    from .pipeline import _load_source, _Timer
+
+    check_output(options.output, options.force)
+    timer = _Timer(options.progress)
+    target: QuantTarget | None = options.resolved_target() if options.quantize == "int8" else None
+    queries = list(QUERIES)
+    documents = _documents()
+    with timer.stage("load"):
+        source, revision = _load_source(options)
+        model = _pylate(source)
+        reference = (model.encode(queries, is_query=True), model.encode(documents, is_query=False))
+    files: dict[str, dict[str, Any]] = {}
+    tried: list[dict[str, Any]] = []
+    recipe_name: str | None = None
+    default_file = FP32_FILE
+    with staging(options.output, options.force) as out, tempfile.TemporaryDirectory(prefix="fea-colbert-") as work:
+        full = Path(work) / "model"
+        model.save(str(full))  # the loaded model (Stanford and base checkpoints get PyLate's projection)
+        model_type = str(read_json(full / "config.json").get("model_type"))
+        model.save(str(out))
+        for weights in [p for p in out.glob("*") if p.suffix in WEIGHT_SUFFIXES]:  # the projection keeps its own
+            weights.unlink()
+        (out / "README.md").unlink(missing_ok=True)
+        layout = read_colbert_layout(out)
+        with timer.stage("export"):
+            (out / "onnx").mkdir(exist_ok=True)
+            fusions = export_optimized(full, Path(work) / "export", out / FP32_FILE, model_type)
+            append_projection(out / FP32_FILE, layout.projection)
+        with timer.stage("validate"):
+            ours, seconds = _encode_ours(out, FP32_FILE, queries, documents, options.threads)
+            fp32_target = ColbertTarget(min_token_cosine=options.min_cosine_fp32)
+            files[FP32_FILE] = _row(compare_colbert(reference, ours), fp32_target, seconds)
+            if not files[FP32_FILE]["passed"]:
+                raise ValidationFailedError(
+                    "The FP32 ColBERT ONNX model drifted from PyLate: "
+                    + "; ".join(files[FP32_FILE]["failures"])
+                    + ". No INT8 recipe was tried and nothing was written."
+                )
+        int8_target = ColbertTarget(0.0, options.min_mean_cosine_int8, options.min_topk_agreement_int8)
+        if target is not None:
+            with timer.stage("quantize"):
+                name = int8_file_name(target)
+                calibration = Calibration(out, tuple(calibration_texts()), options.threads)
+                candidates: list[Recipe] = [RECIPES[options.recipe]] if options.recipe else list(RECIPES.values())
+                for recipe in candidates:
+                    try:
+                        details = quantize_int8(out / FP32_FILE, out / name, target, recipe, calibration)
+                        ours, seconds = _encode_ours(out, name, queries, documents, options.threads)
+                    except Exception as exc:  # one broken recipe must not stop the search
+                        if options.recipe:
+                            raise
+                        tried.append({"recipe": recipe.name, "passed": False, "result": f"error: {exc}"[:300]})
+                        continue
+                    row = _row(compare_colbert(reference, ours), int8_target, seconds)
+                    tried.append({"recipe": recipe.name, **row, "size_bytes": onnx_size(out / name), **details,
+                                  "result": "pass" if row["passed"] else "; ".join(row["failures"])})  # fmt: skip
+                    if row["passed"]:
+                        recipe_name, default_file, files[name] = recipe.name, name, row
+                        break
+                else:
+                    remove_onnx(out / name)
+                    if not options.allow_fp32_fallback:
+                        raise ValidationFailedError(
+                            "No INT8 recipe kept the ColBERT rankings (mean per-token cosine >= "
+                            f"{int8_target.mean_token_cosine}, top-10 agreement >= {int8_target.topk_agreement}): "
+                            + ", ".join(f"{row['recipe']}: {row['result']}" for row in tried)
+                            + ". Relax the target, pass --allow-fp32-fallback, or use --quantize none."
+                        )
+        with timer.stage("write"):
+            write_json(out / ONNX_CONFIG_NAME, onnx_config(layout, out))
+            report = {
+                "kind": "colbert",
+                "source": {"id": options.model, "revision": revision},
+                "output": str(options.output),
+                "target": target.value if target else None,
+                "recipe": recipe_name,
+                "default_file": default_file,
+                "model_type": model_type,
+                "fusions": fusions,
+                "dimension": layout.dimension,
+                "colbert": {key: value for key, value in onnx_config(layout, out).items()},
+                "validation": {"queries": len(queries), "documents": len(documents), "files": files},
+                "recipes": tried,
+                "timings": timer.timings,
+                "versions": versions(_VERSIONED),
+                "machine": {"cpus": available_cpus(), "isa": getattr(detect_target(), "value", None)},
+                "sizes": {file: onnx_size(out / file) for file in files},
+            }
+            write_json(out / "report.json", report)
+            (out / "REPORT.md").write_text(render_colbert_markdown(report), encoding="utf-8")
+            manifest = {
+                "schema_version": 1,
+                "kind": "colbert",
+                **{
+                    key: report[key]
+                    for key in ("source", "target", "recipe", "default_file", "dimension", "versions", "machine")
+                },
+                "validation": files,
+                "files": file_table(out),
+            }
+            write_json(out / MANIFEST_NAME, manifest)
+        shutil.rmtree(Path(work) / "export", ignore_errors=True)
+    return report
