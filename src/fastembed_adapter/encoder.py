@@ -23,7 +23,7 @@ from .errors import InvalidInputError
 from .hub import resolve_model
 from .layout import ModelLayout, read_layout
 from .metrics import EncoderMetrics
-from .modules import NormalizeModule, PostModule, normalize
+from .modules import normalize
 from .planning import batches, windows
 from .pooling import PRECISIONS, exclude_prompt, pool, quantize, quantize_matrices
 from .session import OnnxSession
@@ -438,14 +438,6 @@ class OnnxSentenceEncoder:
             return self.prompts.get(self.default_prompt_name)
         return None
 
-    @property
-    def _before_final_normalize(self) -> tuple[PostModule, ...]:
-        """The post-pooling modules without the trailing ``Normalize`` ones."""
-        modules = list(self.layout.post_modules)
-        while modules and isinstance(modules[-1], NormalizeModule):
-            modules.pop()
-        return tuple(modules)
-
     def _forward(
         self, features: dict[str, np.ndarray], prompt: str | None, options: BatchOptions, normalized: bool = True
     ) -> dict[str, Any]:
@@ -465,7 +457,7 @@ class OnnxSentenceEncoder:
                 pooled_mask = exclude_prompt(mask, out["prompt_length"])
             out["token_embeddings"] = tokens
             embedding = pool(self.layout.pooling, tokens, pooled_mask, original_mask=mask)
-            for module in self.layout.post_modules if normalized else self._before_final_normalize:
+            for module in self.layout.post_modules if normalized else self.layout.before_final_normalize:
                 embedding = module(embedding)
             out["sentence_embedding"] = embedding
         return out

@@ -258,6 +258,19 @@ class ModelLayout:
         return any(isinstance(module, NormalizeModule) for module in self.post_modules)
 
     @property
+    def ends_in_normalize(self) -> bool:
+        """Whether the last module is a ``Normalize`` (TEI's ``normalize: false`` leaves it out)."""
+        return bool(self.post_modules) and isinstance(self.post_modules[-1], NormalizeModule)
+
+    @property
+    def before_final_normalize(self) -> tuple[PostModule, ...]:
+        """The post-pooling modules without the trailing ``Normalize`` ones."""
+        modules = list(self.post_modules)
+        while modules and isinstance(modules[-1], NormalizeModule):
+            modules.pop()
+        return tuple(modules)
+
+    @property
     def dimension(self) -> int:
         """Size of the sentence embedding: the last Dense/LayerNorm's, else the pooled size."""
         sized = [module for module in self.post_modules if not isinstance(module, NormalizeModule)]

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..modules import NormalizeModule
+from ..colbert import OnnxColbertEncoder
+from ..layout import ModelLayout
 from .batching import Rows
 from .schemas import Output
 
@@ -49,15 +50,24 @@ class Token:
 class Outputs:
     """Computes every :class:`~.schemas.Output` with one encoder (on the worker thread)."""
 
-    def __init__(self, encoder: OnnxSentenceEncoder, batch_size: int) -> None:
+    def __init__(self, encoder: OnnxSentenceEncoder | OnnxColbertEncoder, batch_size: int) -> None:
         """Wrap ``encoder``; ``batch_size`` texts go into one ONNX call."""
-        self.encoder = encoder
+        self.colbert = encoder if isinstance(encoder, OnnxColbertEncoder) else None
+        self.encoder: OnnxSentenceEncoder = encoder if not isinstance(encoder, OnnxColbertEncoder) else None  # type: ignore[assignment]
         self.batch_size = batch_size
-        modules = encoder.layout.post_modules
-        self.unnormalizing = bool(modules) and isinstance(modules[-1], NormalizeModule)
+        self.unnormalizing = isinstance(encoder.layout, ModelLayout) and encoder.layout.ends_in_normalize
 
     def compute(self, texts: list[str], key: BatchKey) -> Rows:
         """The rows of ``texts`` for ``key`` (prompt and output), in order."""
+        if self.colbert is not None:
+            rows: list[np.ndarray] = self.colbert.encode(
+                texts,
+                is_query=key.output is Output.QUERY_TOKENS,
+                prompt_name=key.prompt_name,
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+            )
+            return rows
         if key.output is Output.TOKENS:
             return self._tokens(texts, key.prompt_name)
         if key.output is Output.UNNORMALIZED and self.unnormalizing:
