@@ -20,9 +20,11 @@ __all__ = [
     "OBJECTS",
     "QUERIES",
     "SUBJECTS",
+    "TOPICS",
     "VERBS",
     "calibration_texts",
     "load_texts",
+    "retrieval_set",
     "validation_texts",
 ]
 
@@ -209,3 +211,218 @@ def load_texts(path: Path) -> list[str]:
         else:
             texts.append(line)
     return texts
+
+
+# -- a small retrieval set: each query has a topic, and documents about it among distractors ---------
+# Rankings are only meaningful where some documents are relevant: among documents that are all
+# unrelated to a query, MaxSim scores crowd together and any top-10 is noise. Each topic has facts;
+# its documents combine a few of them, so each query has TOPIC_DOCUMENTS relevant documents.
+TOPICS: dict[str, tuple[str, ...]] = {
+    "how to reset password": (
+        "Click 'Forgot password' on the sign-in page to receive a reset link by email.",
+        "The password reset link expires after 30 minutes; request a new one if it has.",
+        "Choose a new password of at least twelve characters that you have not used before.",
+        "If the reset email does not arrive, check the spam folder or the address on your account.",
+        "After resetting your password you are signed out of every other device.",
+        "Administrators can force a password reset for a locked account from the admin console.",
+    ),
+    "cheap flights to lisbon": (
+        "Budget airlines fly to Lisbon Humberto Delgado airport from most European capitals.",
+        "Flights to Lisbon are cheapest in November and February, outside the summer season.",
+        "Booking a Lisbon flight six to eight weeks ahead usually gives the lowest fare.",
+        "Midweek departures to Portugal's capital cost less than Friday or Sunday flights.",
+        "Fare alerts track the price of flights to Lisbon and email you when it drops.",
+        "A cheap ticket to Lisbon often excludes checked luggage and seat selection.",
+    ),
+    "python sort dict by value": (
+        "In Python, sorted(d.items(), key=lambda item: item[1]) sorts a dict's items by value.",
+        "Pass reverse=True to sorted() to order the dictionary from the largest value down.",
+        "dict(sorted(d.items(), key=operator.itemgetter(1))) builds a new dict ordered by value.",
+        "Since Python 3.7 a dict keeps insertion order, so a dict built from sorted items stays sorted.",
+        "collections.Counter.most_common() returns the entries sorted by their counts.",
+        "To sort by value and then by key, use key=lambda item: (item[1], item[0]).",
+    ),
+    "symptoms of flu": (
+        "Flu symptoms usually start suddenly with fever, chills and aching muscles.",
+        "A dry cough, sore throat and headache are common symptoms of influenza.",
+        "Many people with the flu feel exhausted for a week or more after the fever ends.",
+        "Children with influenza may also have vomiting or diarrhoea.",
+        "See a doctor if flu symptoms include difficulty breathing or chest pain.",
+        "Unlike a cold, the flu often brings a high temperature and severe tiredness.",
+    ),
+    "best pizza near me": (
+        "The best-rated pizzerias nearby bake Neapolitan pizza in a wood-fired oven.",
+        "Local reviewers rank this pizza place first for its thin crust and fresh mozzarella.",
+        "Order pizza for delivery from restaurants within two miles of your location.",
+        "This neighbourhood pizzeria is open late and sells pizza by the slice.",
+        "Diners praise the margherita and the spicy salami pizza at the corner restaurant.",
+        "Compare nearby pizza restaurants by rating, price and delivery time.",
+    ),
+    "what is a vector database": (
+        "A vector database stores embeddings and finds the nearest vectors to a query vector.",
+        "Vector databases use approximate nearest neighbour indexes such as HNSW or IVF.",
+        "Semantic search embeds documents as vectors and retrieves them by similarity.",
+        "A vector database can filter results by metadata while searching by vector similarity.",
+        "Retrieval-augmented generation looks up relevant passages in a vector database.",
+        "Cosine similarity or dot product measures how close two embedding vectors are.",
+    ),
+    "train times london to paris": (
+        "Eurostar trains from London St Pancras reach Paris Gare du Nord in about two hours sixteen minutes.",
+        "The first train from London to Paris leaves shortly after 6 am on weekdays.",
+        "There are up to seventeen Eurostar departures a day between London and Paris.",
+        "Check in for the Paris train at St Pancras at least 45 minutes before departure.",
+        "The last Eurostar from London to Paris usually departs around 8 pm.",
+        "Timetables for London to Paris trains change in December and in the summer.",
+    ),
+    "refund not received": (
+        "Refunds are returned to the original payment method within five to ten business days.",
+        "If your refund has not arrived after ten days, contact support with your order number.",
+        "Your bank may take a few extra days to show a refund on your card statement.",
+        "We email a confirmation as soon as the refund for a returned item is processed.",
+        "A refund is issued only after the returned parcel reaches our warehouse.",
+        "Missing refund? Check the order page to see whether the return was accepted.",
+    ),
+    "convert celsius to fahrenheit": (
+        "To convert Celsius to Fahrenheit, multiply by 9/5 and add 32.",
+        "Water boils at 100 degrees Celsius, which is 212 degrees Fahrenheit.",
+        "Zero degrees Celsius equals 32 degrees Fahrenheit, the freezing point of water.",
+        "A body temperature of 37 °C converts to about 98.6 °F.",
+        "For a rough Celsius to Fahrenheit conversion, double the number and add 30.",
+        "Minus 40 is the same temperature on the Celsius and Fahrenheit scales.",
+    ),
+    "who wrote hamlet": (
+        "Hamlet was written by William Shakespeare around 1600.",
+        "Shakespeare's tragedy Hamlet tells of the Prince of Denmark avenging his father.",
+        "The first quarto of Shakespeare's Hamlet was printed in 1603.",
+        "Hamlet is the longest play William Shakespeare wrote.",
+        "Scholars think Shakespeare based Hamlet on an earlier lost play and a Danish legend.",
+        "The line 'To be, or not to be' comes from Shakespeare's Hamlet, Act 3.",
+    ),
+    "kubernetes pod restart loop": (
+        "CrashLoopBackOff means a Kubernetes pod's container keeps crashing and being restarted.",
+        "Run kubectl logs --previous to see why the container in the pod crashed last time.",
+        "A failing liveness probe makes Kubernetes restart the pod again and again.",
+        "Pods restart in a loop when the container exits because of a missing config or secret.",
+        "kubectl describe pod shows the restart count and the reason of the last termination.",
+        "An OOMKilled container restarts in a loop until its memory limit is raised.",
+    ),
+    "vegan protein sources": (
+        "Lentils, chickpeas and beans are rich vegan sources of protein.",
+        "Tofu, tempeh and edamame provide complete plant protein for vegans.",
+        "Seitan, made from wheat gluten, has about 25 grams of protein per 100 grams.",
+        "Nuts, seeds and peanut butter add protein to a vegan diet.",
+        "Quinoa and buckwheat are grains with all essential amino acids.",
+        "Vegan athletes often combine legumes and grains to meet their protein needs.",
+    ),
+    "capital of australia": (
+        "Canberra is the capital city of Australia, not Sydney.",
+        "Australia's Parliament House stands in Canberra, the national capital.",
+        "Canberra was chosen as the capital in 1908 as a compromise between Sydney and Melbourne.",
+        "The Australian Capital Territory surrounds Canberra.",
+        "Canberra, Australia's capital, was designed by Walter Burley Griffin and Marion Mahony Griffin.",
+        "Many people guess Sydney, but the capital of Australia is Canberra.",
+    ),
+    "how long to boil an egg": (
+        "Boil an egg for six to seven minutes for a soft, jammy yolk.",
+        "A hard-boiled egg needs about ten to twelve minutes in boiling water.",
+        "Put eggs into boiling water and start the timer once the water boils again.",
+        "Cool boiled eggs in iced water to stop them cooking and make them easier to peel.",
+        "A soft-boiled egg with a runny yolk takes about four to five minutes.",
+        "Large eggs straight from the fridge need a minute longer to boil.",
+    ),
+    "error 404 meaning": (
+        "HTTP error 404 Not Found means the server cannot find the requested page.",
+        "A 404 error usually comes from a broken link or a mistyped URL.",
+        "Unlike a 500 error, a 404 says the server works but the resource does not exist.",
+        "Websites show a custom 404 page when a page has been moved or deleted.",
+        "Search engines drop pages that keep returning a 404 status code.",
+        "Redirect an old URL with a 301 instead of leaving it to return 404.",
+    ),
+    "mortgage rates 2025": (
+        "Average 30-year fixed mortgage rates in 2025 stayed between six and seven percent.",
+        "Mortgage rates in 2025 followed the central bank's decisions on interest rates.",
+        "A 15-year mortgage in 2025 carried a lower rate than a 30-year loan.",
+        "Lenders offered the best 2025 mortgage rates to borrowers with high credit scores.",
+        "Refinancing picked up in 2025 when mortgage rates dipped in the autumn.",
+        "Compare mortgage offers from several lenders: 2025 rates varied by half a point.",
+    ),
+    "is coffee bad for you": (
+        "For most adults, up to four cups of coffee a day is not harmful.",
+        "Coffee's caffeine can disturb sleep and raise heart rate in sensitive people.",
+        "Studies link moderate coffee drinking with a lower risk of type 2 diabetes.",
+        "Pregnant women are advised to limit caffeine from coffee to about 200 mg a day.",
+        "Coffee with lots of sugar and cream adds calories that outweigh its benefits.",
+        "Drinking coffee can worsen acid reflux in some people.",
+    ),
+    "translate thank you to japanese": (
+        "'Thank you' in Japanese is arigatou (ありがとう).",
+        "The polite form of thank you in Japanese is arigatou gozaimasu.",
+        "Japanese speakers say doumo for a casual thank you.",
+        "To thank someone formally in Japanese, bow slightly while saying arigatou gozaimasu.",
+        "Sumimasen can also mean thank you in Japanese when someone went to trouble for you.",
+        "Gochisousama deshita thanks the host in Japanese after a meal.",
+    ),
+    "largest planet": (
+        "Jupiter is the largest planet in the solar system.",
+        "Jupiter's diameter is about eleven times Earth's.",
+        "The largest planet, Jupiter, is a gas giant made mostly of hydrogen and helium.",
+        "Jupiter has more mass than all the other planets of the solar system combined.",
+        "The Great Red Spot is a storm on Jupiter larger than Earth.",
+        "Saturn is the second largest planet after Jupiter.",
+    ),
+    "fix leaking tap": (
+        "A dripping tap is usually fixed by replacing the worn washer or O-ring.",
+        "Turn off the water supply under the sink before taking the leaking tap apart.",
+        "Ceramic disc taps that leak need a new cartridge rather than a washer.",
+        "Wrap the tap's thread with plumber's tape to stop a leak at the base.",
+        "A leaking mixer tap often needs its valve seat cleaned or replaced.",
+        "Take the old washer to the shop so the replacement tap washer fits.",
+    ),
+}
+TOPIC_DOCUMENTS = 10
+# The same topics asked another way, for the held-out split (its documents are drawn with another seed).
+HELD_OUT_QUERIES: dict[str, str] = {
+    "how to reset password": "I forgot my password, how do I get a new one?",
+    "cheap flights to lisbon": "low cost airfare to portugal",
+    "python sort dict by value": "order a dictionary by its values in python",
+    "symptoms of flu": "signs that I have influenza",
+    "best pizza near me": "top rated pizzeria nearby",
+    "what is a vector database": "how does embedding search storage work",
+    "train times london to paris": "eurostar timetable st pancras",
+    "refund not received": "where is my money back for the return",
+    "convert celsius to fahrenheit": "°C to °F formula",
+    "who wrote hamlet": "author of the play about the prince of denmark",
+    "kubernetes pod restart loop": "CrashLoopBackOff fix",
+    "vegan protein sources": "plant based foods high in protein",
+    "capital of australia": "which city is australia's capital",
+    "how long to boil an egg": "boiled egg cooking time",
+    "error 404 meaning": "what does page not found mean",
+    "mortgage rates 2025": "home loan interest this year",
+    "is coffee bad for you": "health effects of caffeine",
+    "translate thank you to japanese": "arigatou meaning",
+    "largest planet": "biggest planet in the solar system",
+    "fix leaking tap": "dripping faucet repair",
+}
+
+
+def retrieval_set(held_out: bool = False) -> tuple[list[str], list[str]]:
+    """``(queries, documents)``: each query's ``TOPIC_DOCUMENTS`` topical documents among generic ones.
+
+    A document joins two to four of its topic's facts in a random order; the generic documents are
+    the validation texts (held out: texts drawn apart from the validation and calibration ones). The
+    held-out split asks each topic another way and draws its documents with another seed, so a
+    recipe search on one split never sees the other's texts.
+    """
+    rng = random.Random(2 if held_out else 1)
+    queries = [HELD_OUT_QUERIES[topic] for topic in TOPICS] if held_out else list(TOPICS)
+    documents = []
+    for facts in TOPICS.values():
+        for _ in range(TOPIC_DOCUMENTS):
+            documents.append(" ".join(rng.sample(facts, rng.randint(2, 4))))
+    if held_out:
+        seen = set(validation_texts()) | set(calibration_texts())
+        generic = [text for text in _build(seed=4321, n_sentences=110, n_long=30) if text not in seen]
+    else:
+        generic = [text for text in validation_texts() if text not in QUERIES]
+    documents += generic
+    return queries, list(dict.fromkeys(documents))
