@@ -314,3 +314,72 @@ def test_real_minilm_colbert_is_exact_in_fp32(minilm_dir, tmp_path):
     pylate = models.ColBERT(str(source), device="cpu")
     encoder = ours(tmp_path / "out")
     assert_same_vectors(encoder.encode(DOCUMENTS, is_query=False), pylate.encode(DOCUMENTS, is_query=False), atol=1e-4)
+
+
+# -- serve: /embed_multi and /rerank on a ColBERT model ------------------------------------------------
+
+
+def _serve(folder: Path, requests: list[tuple[str, str, Any]], **overrides: Any) -> list[Any]:
+    import asyncio
+
+    from fastembed_adapter.server import ServerSettings, create_app
+    from server_support import app_client
+
+    settings = ServerSettings(model=str(folder), file_name=FP32_FILE, threads=1, **overrides)
+
+    async def go() -> list[Any]:
+        async with app_client(create_app(settings)) as client:
+            return [await client.request(method, path, json=body) for method, path, body in requests]
+
+    return asyncio.run(go())
+
+
+def test_serve_embed_multi_and_rerank(colbert_model):
+    import base64
+
+    _, pylate, folder = colbert_model(ColbertSpec())
+    encoder = ours(folder)
+    documents = [text for text in DOCUMENTS if text]
+    responses = _serve(
+        folder,
+        [
+            ("POST", "/embed_multi", {"inputs": QUERIES[:2], "is_query": True}),
+            ("POST", "/embed_multi", {"inputs": documents, "encoding_format": "base64"}),
+            ("POST", "/rerank", {"query": QUERIES[0], "texts": documents, "return_text": True}),
+            ("POST", "/rerank", {"query": QUERIES[0], "texts": documents, "raw_scores": True}),
+            ("GET", "/info", None),
+        ],
+    )
+    assert [r.status_code for r in responses] == [200] * 5, [r.text for r in responses]
+    queries, docs, ranked, raw, info = (r.json() for r in responses)
+    assert_same_vectors([np.asarray(row["embedding"], dtype=np.float32) for row in queries],
+                        pylate.encode(QUERIES[:2], is_query=True))  # fmt: skip
+    decoded = [np.frombuffer(base64.b64decode(row["embedding"]), dtype="<f4").reshape(row["shape"]) for row in docs]
+    assert_same_vectors(decoded, pylate.encode(documents, is_query=False))
+    expected = colbert_scores(encoder.encode([QUERIES[0]]), encoder.encode(documents, is_query=False))[0]
+    order = np.argsort(-expected, kind="stable").tolist()
+    assert [row["index"] for row in raw] == order
+    np.testing.assert_allclose([row["score"] for row in raw], expected[order], rtol=1e-5)
+    np.testing.assert_allclose([row["score"] for row in ranked], expected[order] / encoder.query_length, rtol=1e-5)
+    assert [row["text"] for row in ranked] == [documents[i] for i in order]
+    assert info["kind"] == "colbert" and info["dimension"] == 16 and info["colbert"]["query_length"] == 32
+
+
+def test_serve_routes_refuse_the_other_kind(colbert_model, prepared_base):
+    _, _, folder = colbert_model(ColbertSpec())
+    long = " ".join(TEXTS * 20)
+    responses = _serve(
+        folder,
+        [
+            ("POST", "/embed", {"inputs": "x"}),
+            ("POST", "/v1/embeddings", {"input": "x"}),
+            ("POST", "/tokenize", {"inputs": "x"}),
+            ("POST", "/rerank", {"query": "", "texts": ["a"]}),
+            ("POST", "/embed_multi", {"inputs": [long], "truncate": False}),
+            ("POST", "/embed_multi", {"inputs": ["a"], "is_query": "yes"}),
+        ],
+    )
+    assert [r.status_code for r in responses] == [400, 400, 400, 422, 413, 422], [r.text for r in responses]
+    assert "ColBERT" in responses[0].json()["error"]["message"]
+    dense = _serve(prepared_base("bert"), [("POST", "/rerank", {"query": "q", "texts": ["a"]})])
+    assert dense[0].status_code == 400 and "ColBERT model" in dense[0].json()["error"]["message"]

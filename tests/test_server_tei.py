@@ -422,6 +422,22 @@ def test_aliases_health_and_auth(folder):
         assert f'fastembed_adapter_http_requests_total{{endpoint="{endpoint}",' in text, endpoint
 
 
+def test_colbert_routes_refuse_a_sentence_embedding_model(folder):
+    responses = run(
+        calls(
+            folder,
+            [
+                ("POST", "/embed_multi", {"inputs": ["a"]}),
+                ("POST", "/rerank", {"query": "q", "texts": ["a"]}),
+                ("POST", "/rerank", {"query": 5, "texts": ["a"]}),
+            ],
+        )
+    )
+    assert [r.status_code for r in responses] == [400, 400, 422]
+    assert error_of(responses[0])["type"] == "wrong_model_kind"
+    assert "need a ColBERT model" in error_of(responses[1])["message"]
+
+
 def test_the_route_table_lists_every_tei_route():
     table = {(route.path, method) for route in ROUTES for method in route.methods or ()}
     for path in (
@@ -433,6 +449,8 @@ def test_the_route_table_lists_every_tei_route():
         "/tokenize",
         "/embeddings",
         "/v1/embeddings",
+        "/embed_multi",
+        "/rerank",
     ):
         assert (path, "POST") in table, path
     for path in ("/", "/health", "/ping", "/info", "/metrics", "/v1/models"):

@@ -264,6 +264,26 @@ class OnnxColbertEncoder:
             return self.prompts[prompt_name]
         return self.prompts.get(self.default_prompt_name) if self.default_prompt_name is not None else None
 
+    def count_tokens(
+        self, inputs: Sequence[str], is_query: bool, prompt_name: str | None = None, prompt: str | None = None
+    ) -> list[int]:
+        """Untruncated tokens of each text as the model reads it (prompt, special and prefix tokens in).
+
+        A query with expansion always reads ``query_length`` tokens; a longer one is truncated to it.
+        """
+        texts, _ = check_texts(inputs)
+        side = self._sides[is_query]
+        prefix = self.resolve_prompt(prompt, prompt_name) or ""
+        extra = 1 if side.prefix_id is not None else 0
+        counts = [count + extra for count in self.tokenizer.count([prefix + text for text in texts])]
+        if side.expand:
+            return [max(count, self.layout.query_length) for count in counts]
+        return counts
+
+    def token_limit(self, is_query: bool) -> int:
+        """Most tokens a query (``query_length``) or document (``document_length``) is read with."""
+        return self.layout.query_length if is_query else self.layout.document_length
+
     def encode(
         self,
         sentences: str | Sequence[str] | Sequence[Sequence[str]],

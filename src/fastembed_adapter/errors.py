@@ -17,7 +17,8 @@ class also subclasses the built-in exception callers already catch::
     │   the service's own classes (fastembed_adapter.server.errors, with their HTTP status):
     ├── InvalidInputError
     │   ├── RequestValidationError                  422  bad JSON, wrong types, empty input
-    │   └── PayloadTooLargeError                    413  too many inputs, body or text too long
+    │   ├── PayloadTooLargeError                    413  too many inputs, body or text too long
+    │   └── ModelKindError                          400  a dense route on a ColBERT model, or the reverse
     ├── UnauthorizedError(PermissionError)          401  missing or wrong API key
     └── RetryAfterError(RuntimeError)               answered with a Retry-After header
         ├── OverloadedError                         429  queue full

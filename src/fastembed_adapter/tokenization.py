@@ -253,19 +253,17 @@ class TextTokenizer:
         text :meth:`count` tokenized is not tokenized again: its kept tokens are truncated and get
         their special tokens (``post_process``, the step ``encode`` ends with), then are let go.
         """
+        tokenizer = self.tokenizer
         if options is not None and options.max_length != self._max_seq_length:
-            encodings: list[Encoding] = self._truncating(options.max_length).encode_batch_fast(
-                texts, add_special_tokens=True
-            )
-            return encodings
+            tokenizer = self._truncating(options.max_length)
         with self._counted_lock:
             counted = [self._counted.pop(text, None) for text in texts] if self._counted else []
         if not any(encoding is not None for encoding in counted):
-            encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=True)
+            encodings: list[Encoding] = tokenizer.encode_batch_fast(texts, add_special_tokens=True)
             return encodings
         missing = [text for text, encoding in zip(texts, counted, strict=True) if encoding is None]
-        fresh = iter(self.tokenizer.encode_batch_fast(missing, add_special_tokens=True) if missing else [])
-        return [next(fresh) if encoding is None else self.tokenizer.post_process(encoding) for encoding in counted]
+        fresh = iter(tokenizer.encode_batch_fast(missing, add_special_tokens=True) if missing else [])
+        return [next(fresh) if encoding is None else tokenizer.post_process(encoding) for encoding in counted]
 
     def count(self, texts: list[str]) -> list[int]:
         """Untruncated token counts, special tokens in; the tokens are kept for the :meth:`tokenize` that follows."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -19,17 +20,37 @@ from .routes import API_PATHS, PUBLIC_PATHS, ROUTES, error_response
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
+    from ..colbert import OnnxColbertEncoder
     from ..encoder import OnnxSentenceEncoder
 
 __all__ = ["create_app"]
 
 
-def default_encoder_factory(settings: ServerSettings, registry: CollectorRegistry) -> Callable[[], OnnxSentenceEncoder]:
-    """Build the replica's ``OnnxSentenceEncoder`` from ``settings``, recording into ``registry``."""
+def default_encoder_factory(
+    settings: ServerSettings, registry: CollectorRegistry
+) -> Callable[[], OnnxSentenceEncoder | OnnxColbertEncoder]:
+    """Build the replica's encoder from ``settings``, recording into ``registry``.
 
-    def build() -> OnnxSentenceEncoder:
+    A local PyLate ColBERT folder gets an ``OnnxColbertEncoder`` (the ``/embed_multi`` and
+    ``/rerank`` routes), anything else an ``OnnxSentenceEncoder``.
+    """
+
+    def build() -> OnnxSentenceEncoder | OnnxColbertEncoder:
+        from ..colbert import OnnxColbertEncoder
+        from ..colbert_layout import is_colbert_folder
         from ..encoder import OnnxSentenceEncoder
 
+        path = Path(settings.model).expanduser()
+        if path.is_dir() and is_colbert_folder(path):
+            return OnnxColbertEncoder(
+                path,
+                file_name=settings.file_name,
+                threads=settings.threads,
+                spinning=False,
+                cache_size=settings.cache_size,
+                registry=registry,
+                model_name=settings.served_name,
+            )
         return OnnxSentenceEncoder(
             settings.model,
             file_name=settings.file_name,
@@ -57,7 +78,7 @@ def create_app(
     settings: ServerSettings,
     *,
     registry: CollectorRegistry | None = None,
-    encoder_factory: Callable[[], OnnxSentenceEncoder] | None = None,
+    encoder_factory: Callable[[], OnnxSentenceEncoder | OnnxColbertEncoder] | None = None,
 ) -> Starlette:
     """The ASGI app serving ``settings.model``; the model loads in the background once the app starts.
 

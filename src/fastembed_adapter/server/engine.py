@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from ..colbert import OnnxColbertEncoder
+from ..late_interaction import colbert_scores
 from ..modules import normalize
 from .batching import Arrival, MicroBatcher, Rows
-from .errors import NotReadyError, PayloadTooLargeError, RequestValidationError
+from .errors import ModelKindError, NotReadyError, PayloadTooLargeError, RequestValidationError
 from .metrics import ServerMetrics
 from .outputs import BatchKey, Outputs, Token, tei_tokens
-from .schemas import EmbedJob, Output, TokenizeJob
+from .schemas import EmbedJob, Output, RerankJob, TokenizeJob
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
 
     from ..encoder import OnnxSentenceEncoder
 
-__all__ = ["EmbedResult", "ModelHost", "State", "TokenizeResult"]
+__all__ = ["EmbedResult", "ModelHost", "RerankResult", "State", "TokenizeResult"]
+
 
 logger = logging.getLogger(__name__)
 PROBE_TEXT = "fastembed-adapter readiness probe"
@@ -62,6 +65,14 @@ class EmbedResult:
 
 
 @dataclass(frozen=True)
+class RerankResult:
+    """``(index, score)`` of each text, best first, and the tokens the query and texts used."""
+
+    ranked: list[tuple[int, float]]
+    tokens: int
+
+
+@dataclass(frozen=True)
 class TokenizeResult:
     """Per text its tokens (TEI's ``/tokenize`` rows) and the total token count."""
 
@@ -76,14 +87,14 @@ class ModelHost:
         self,
         settings: ServerSettings,
         metrics: ServerMetrics,
-        encoder_factory: Callable[[], OnnxSentenceEncoder],
+        encoder_factory: Callable[[], OnnxSentenceEncoder | OnnxColbertEncoder],
     ) -> None:
         """Nothing is loaded until :meth:`start`."""
         self.settings = settings
         self.metrics = metrics
         self.state = State.LOADING
         self.error: str | None = None
-        self.encoder: OnnxSentenceEncoder | None = None
+        self.encoder: OnnxSentenceEncoder | OnnxColbertEncoder | None = None
         self.on_fatal: Callable[[], None] | None = None  # set by the runner: stop the server when loading fails
         self._factory = encoder_factory
         self._outputs: Outputs | None = None
@@ -132,7 +143,7 @@ class ModelHost:
             self._load_task.cancel()
         await self.batcher.stop()
 
-    def ready_encoder(self) -> OnnxSentenceEncoder:
+    def ready_encoder(self) -> OnnxSentenceEncoder | OnnxColbertEncoder:
         """The encoder, or ``NotReadyError`` (503) while loading or after a failed load."""
         if self.encoder is None:
             self.metrics.rejected.labels("not_ready").inc()
@@ -140,6 +151,26 @@ class ModelHost:
                 raise NotReadyError(f"The model failed to load ({self.error}).", retry_after=30)
             raise NotReadyError("The model is still loading; retry shortly.", retry_after=5)
         return self.encoder
+
+    def dense_encoder(self) -> OnnxSentenceEncoder:
+        """The sentence encoder, or ``ModelKindError`` (400) on a ColBERT model."""
+        encoder = self.ready_encoder()
+        if isinstance(encoder, OnnxColbertEncoder):
+            raise ModelKindError(
+                "This server runs a ColBERT (multi-vector) model: it has no sentence embeddings. "
+                "POST /embed_multi for token vectors or /rerank to score texts against a query."
+            )
+        return encoder
+
+    def colbert_encoder(self) -> OnnxColbertEncoder:
+        """The ColBERT encoder, or ``ModelKindError`` (400) on a sentence-embedding model."""
+        encoder = self.ready_encoder()
+        if not isinstance(encoder, OnnxColbertEncoder):
+            raise ModelKindError(
+                "This server runs a sentence-embedding model; /embed_multi and /rerank need a ColBERT model. "
+                "POST /embed, /embed_all or /v1/embeddings instead."
+            )
+        return encoder
 
     # -- embedding ---------------------------------------------------------------------------
     def _encode(self, texts: list[str], key: Hashable) -> Rows:
@@ -164,7 +195,7 @@ class ModelHost:
         """TEI's ``/tokenize``: the tokens of each text with the prompt prepended, untruncated (as TEI)."""
         if arrival is not None:
             arrival.done()  # never queued: batches being formed need not wait for it
-        encoder = self.ready_encoder()
+        encoder = self.dense_encoder()
         prompt = encoder.resolve_prompt(prompt_name=job.prompt_name) or ""
 
         def listing(texts: list[str]) -> list[list[Token]]:
@@ -182,7 +213,9 @@ class ModelHost:
         rows (TEI's ``normalize: false``) are cut without re-normalising. ``job.normalize`` then
         L2-normalises either. ``Output.TOKENS`` rows are returned as computed.
         """
-        encoder = self.ready_encoder()
+        if job.output.multi_vector:
+            return await self._embed_multi(job, arrival)
+        encoder = self.dense_encoder()
         dimension = encoder.get_sentence_embedding_dimension()
         if job.dimensions is not None and job.dimensions > dimension:
             raise RequestValidationError(
@@ -218,7 +251,51 @@ class ModelHost:
             vectors = normalize(vectors)
         return EmbedResult(np.ascontiguousarray(vectors, dtype=np.float32), tokens)
 
+    # -- ColBERT ------------------------------------------------------------------------------------
+    async def _colbert_lengths(
+        self, encoder: OnnxColbertEncoder, texts: list[str], is_query: bool, prompt_name: str | None, truncate: bool
+    ) -> int:
+        """Tokens ``texts`` are read with (after truncation); 413 for a long text when truncation is off."""
+        counts = await self._off_loop(texts, lambda chunk: encoder.count_tokens(chunk, is_query, prompt_name))
+        limit = encoder.token_limit(is_query)
+        if not truncate:
+            for index, count in enumerate(counts):
+                if count > limit:
+                    name = "query_length" if is_query else "document_length"
+                    raise PayloadTooLargeError(
+                        f"Input {index} has {count} tokens but this model reads at most {limit} ({name}) and "
+                        "truncation is off for this request. Send truncate=true or split the text."
+                    )
+        return sum(min(count, limit) for count in counts)
 
-def _probe(encoder: OnnxSentenceEncoder) -> np.ndarray:
+    async def _embed_multi(self, job: EmbedJob, arrival: Arrival | None) -> EmbedResult:
+        encoder = self.colbert_encoder()
+        is_query = job.output is Output.QUERY_TOKENS
+        if job.prompt_name is not None:
+            encoder.resolve_prompt(prompt_name=job.prompt_name)  # an unknown name is a 422 before queueing
+        tokens = await self._colbert_lengths(encoder, job.texts, is_query, job.prompt_name, job.truncate)
+        rows = await self.batcher.submit(job.texts, tokens, BatchKey(job.prompt_name, job.output), arrival)
+        return EmbedResult([np.ascontiguousarray(row, dtype=np.float32) for row in rows], tokens)
+
+    async def rerank(self, job: RerankJob, arrival: Arrival | None = None) -> RerankResult:
+        """TEI's ``/rerank`` on a ColBERT model: each text's MaxSim score against the query, best first."""
+        encoder = self.colbert_encoder()
+        tokens = await self._colbert_lengths(encoder, [job.query], True, None, job.truncate)
+        tokens += await self._colbert_lengths(encoder, job.texts, False, None, job.truncate)
+        query, documents = await asyncio.gather(
+            self.batcher.submit([job.query], 0, BatchKey(None, Output.QUERY_TOKENS)),
+            self.batcher.submit(job.texts, tokens, BatchKey(None, Output.DOCUMENT_TOKENS), arrival),
+        )
+        scores = colbert_scores([np.asarray(query[0])], list(documents))[0].astype(np.float64)
+        if not job.raw_scores:
+            scores = scores / max(len(query[0]), 1)
+        order = np.argsort(-scores, kind="stable")
+        return RerankResult([(int(index), float(scores[index])) for index in order], tokens)
+
+
+def _probe(encoder: OnnxSentenceEncoder | OnnxColbertEncoder) -> np.ndarray:
+    if isinstance(encoder, OnnxColbertEncoder):
+        rows = encoder.encode([PROBE_TEXT], is_query=False, show_progress_bar=False)
+        return np.asarray(rows[0], dtype=np.float32).reshape(1, -1)
     vectors: np.ndarray = encoder.encode([PROBE_TEXT], show_progress_bar=False)
     return vectors

@@ -28,6 +28,7 @@ from ..errors import FastembedAdapterError, InferenceError, InvalidInputError, M
 __all__ = [
     "ERROR_TABLE",
     "ErrorStatus",
+    "ModelKindError",
     "NotReadyError",
     "OverloadedError",
     "PayloadTooLargeError",
@@ -45,6 +46,10 @@ class RequestValidationError(InvalidInputError):
 
 class PayloadTooLargeError(InvalidInputError):
     """Too many inputs, a body over the byte limit, or a text over the model's token limit."""
+
+
+class ModelKindError(InvalidInputError):
+    """The route needs another kind of model (a dense route on a ColBERT model, or the reverse)."""
 
 
 class UnauthorizedError(FastembedAdapterError, PermissionError):
@@ -78,6 +83,7 @@ class ErrorStatus:
 # Most specific first: the first class the exception is an instance of wins.
 ERROR_TABLE: tuple[tuple[type[BaseException], ErrorStatus], ...] = (
     (PayloadTooLargeError, ErrorStatus(413, "payload_too_large")),
+    (ModelKindError, ErrorStatus(400, "wrong_model_kind")),
     (InvalidInputError, ErrorStatus(422, "invalid_request")),
     (UnauthorizedError, ErrorStatus(401, "unauthorized")),
     (OverloadedError, ErrorStatus(429, "overloaded")),

@@ -19,7 +19,7 @@ import base64
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,23 +27,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..colbert import OnnxColbertEncoder
 from ..extras import versions
 from ..modules import normalize
 from .batching import Arrival
-from .engine import EmbedResult, ModelHost, State, TokenizeResult
+from .engine import EmbedResult, ModelHost, RerankResult, State, TokenizeResult
 from .errors import PayloadTooLargeError, error_body
 from .schemas import (
     EmbedJob,
+    RerankJob,
     TokenizeJob,
     is_similarity,
+    parse_embed_multi,
     parse_json,
     parse_openai,
+    parse_rerank,
     parse_similarity,
     parse_tei,
     parse_tei_all,
     parse_tokenize,
 )
 from .settings import ServerSettings
+
+if TYPE_CHECKING:
+    from ..encoder import OnnxSentenceEncoder
 
 __all__ = ["API_PATHS", "PUBLIC_PATHS", "ROUTES", "Api", "error_response", "serve_api"]
 
@@ -168,7 +175,29 @@ def _render_tokens(job: TokenizeJob, result: TokenizeResult, host: ModelHost) ->
     ]
 
 
+def _render_multi(job: EmbedJob, result: EmbedResult, host: ModelHost) -> list[dict[str, Any]]:
+    """``/embed_multi``: per text its token vectors (JSON numbers, or base64 little-endian float32) and shape."""
+    rows = []
+    for index, tokens in enumerate(result.vectors):
+        array = np.asarray(tokens, dtype="<f4")
+        embedding: Any = (
+            base64.b64encode(array.tobytes()).decode("ascii") if job.encoding_format == "base64" else array.tolist()
+        )
+        rows.append({"index": index, "shape": list(array.shape), "embedding": embedding})
+    return rows
+
+
+def _render_rerank(job: RerankJob, result: RerankResult, host: ModelHost) -> list[dict[str, Any]]:
+    """TEI ``/rerank``: ``[{index, score(, text)}]``, best first."""
+    return [
+        {"index": index, "score": score, **({"text": job.texts[index]} if job.return_text else {})}
+        for index, score in result.ranked
+    ]
+
+
 OPENAI: Api[EmbedJob, EmbedResult] = Api(parse_openai, ModelHost.embed, _render_openai)
+EMBED_MULTI: Api[EmbedJob, EmbedResult] = Api(parse_embed_multi, ModelHost.embed, _render_multi)
+TEI_RERANK: Api[RerankJob, RerankResult] = Api(parse_rerank, ModelHost.rerank, _render_rerank)
 TEI_EMBED: Api[EmbedJob, EmbedResult] = Api(parse_tei, ModelHost.embed, _render_vectors)
 TEI_EMBED_ALL: Api[EmbedJob, EmbedResult] = Api(parse_tei_all, ModelHost.embed, _render_token_vectors)
 TEI_SIMILARITY: Api[EmbedJob, EmbedResult] = Api(parse_similarity, ModelHost.embed, _render_similarity, is_similarity)
@@ -189,6 +218,32 @@ async def health(request: Request) -> Response:
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
+def _model_info(encoder: OnnxSentenceEncoder | OnnxColbertEncoder) -> dict[str, Any]:
+    """What ``/info`` says of the model: sentence embeddings (pooling, normalize) or ColBERT settings."""
+    if isinstance(encoder, OnnxColbertEncoder):
+        layout = encoder.layout
+        return {
+            "kind": "colbert",
+            "dimension": encoder.get_embedding_dimension(),
+            "max_seq_length": layout.document_length,
+            "colbert": {
+                "query_prefix": layout.query_prefix,
+                "document_prefix": layout.document_prefix,
+                "query_length": layout.query_length,
+                "document_length": layout.document_length,
+                "do_query_expansion": layout.do_query_expansion,
+                "attend_to_expansion_tokens": layout.attend_to_expansion_tokens,
+            },
+        }
+    return {
+        "kind": "dense",
+        "dimension": encoder.get_sentence_embedding_dimension(),
+        "max_seq_length": encoder.max_seq_length,
+        "pooling": [mode.value for mode in encoder.layout.pooling.modes],
+        "normalize": encoder.layout.normalize,
+    }
+
+
 async def info(request: Request) -> Response:
     """``GET /info``: the model, its dimension and limits, the quantization and library versions."""
     host = _host(request)
@@ -201,15 +256,12 @@ async def info(request: Request) -> Response:
             "model": settings.served_name,
             "model_path": str(encoder.model_path),
             "file": encoder.file_name,
-            "dimension": encoder.get_sentence_embedding_dimension(),
-            "max_seq_length": encoder.max_seq_length,
+            **_model_info(encoder),
             "quantization": {
                 "dtype": "int8" if int8 else "float32",
                 "target": manifest.target if manifest is not None and int8 else None,
                 "recipe": manifest.recipe if manifest is not None and int8 else None,
             },
-            "pooling": [mode.value for mode in encoder.layout.pooling.modes],
-            "normalize": encoder.layout.normalize,
             "prompts": sorted(name for name, text in encoder.prompts.items() if text),
             "default_prompt_name": encoder.default_prompt_name,
             "threads": encoder.session.threads,
@@ -260,6 +312,8 @@ ROUTES = [
     _post("/embed_all", TEI_EMBED_ALL),
     _post("/similarity", TEI_SIMILARITY),
     _post("/tokenize", TEI_TOKENIZE),
+    _post("/embed_multi", EMBED_MULTI),
+    _post("/rerank", TEI_RERANK),
     _post("/", TEI_SIMILARITY, TEI_EMBED),
     _post("/invocations", TEI_SIMILARITY, TEI_EMBED),
     Route("/health", health, methods=["GET"]),

@@ -26,10 +26,13 @@ __all__ = [
     "ENCODING_FORMATS",
     "EmbedJob",
     "Output",
+    "RerankJob",
     "TokenizeJob",
     "is_similarity",
+    "parse_embed_multi",
     "parse_json",
     "parse_openai",
+    "parse_rerank",
     "parse_similarity",
     "parse_tei",
     "parse_tei_all",
@@ -45,6 +48,13 @@ class Output(str, Enum):
     SENTENCE = "sentence"  # what encode() returns: the sentence embedding after every module
     UNNORMALIZED = "unnormalized"  # the sentence embedding without a final Normalize module
     TOKENS = "tokens"  # the transformer's vector of every token (no pooling)
+    QUERY_TOKENS = "query_tokens"  # a ColBERT model's query token vectors (OnnxColbertEncoder, is_query=True)
+    DOCUMENT_TOKENS = "document_tokens"  # a ColBERT model's document token vectors (is_query=False)
+
+    @property
+    def multi_vector(self) -> bool:
+        """Whether a ColBERT model computes this output (and only a ColBERT model)."""
+        return self in (Output.QUERY_TOKENS, Output.DOCUMENT_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,25 @@ class TokenizeJob:
     texts: list[str]
     prompt_name: str | None = None
     add_special_tokens: bool = True
+
+
+@dataclass(frozen=True)
+class RerankJob:
+    """One TEI ``/rerank`` request on a ColBERT model: ``texts`` scored by MaxSim against ``query``.
+
+    Attributes:
+        query: the query text.
+        texts: the candidate documents, in order (at least one, none empty).
+        raw_scores: the MaxSim sum itself; otherwise divided by the query's token count (in [-1, 1]).
+        return_text: echo each document's text in its result.
+        truncate: truncate texts over the model's lengths instead of rejecting them.
+    """
+
+    query: str
+    texts: list[str]
+    raw_scores: bool = False
+    return_text: bool = False
+    truncate: bool = True
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -266,4 +295,38 @@ def parse_tokenize(data: dict[str, Any], settings: ServerSettings) -> TokenizeJo
         texts=texts,
         prompt_name=_optional(data, "prompt_name", str),
         add_special_tokens=_optional(data, "add_special_tokens", bool, True),
+    )
+
+
+def parse_embed_multi(data: dict[str, Any], settings: ServerSettings) -> EmbedJob:
+    """An ``/embed_multi`` body: ``inputs``, ``is_query`` (default false), ``prompt_name``, ``encoding_format``."""
+    texts, singular = _texts(data, "inputs", settings)
+    is_query: bool = _optional(data, "is_query", bool, False)
+    encoding_format = _optional(data, "encoding_format", str, "float")
+    if encoding_format not in ENCODING_FORMATS:
+        raise RequestValidationError(
+            f"'encoding_format' must be one of {list(ENCODING_FORMATS)}, got {encoding_format!r}."
+        )
+    return EmbedJob(
+        texts=texts,
+        singular=singular,
+        prompt_name=_optional(data, "prompt_name", str),
+        truncate=_truncate(data, settings),
+        encoding_format=encoding_format,
+        output=Output.QUERY_TOKENS if is_query else Output.DOCUMENT_TOKENS,
+    )
+
+
+def parse_rerank(data: dict[str, Any], settings: ServerSettings) -> RerankJob:
+    """A TEI ``/rerank`` body: ``query``, ``texts``, ``raw_scores``, ``return_text``, ``truncate``."""
+    query = data.get("query")
+    if not isinstance(query, str) or not query:
+        raise RequestValidationError(f"'query' must be a non-empty string, got {query!r:.40}.")
+    texts, _ = _texts(data, "texts", settings)
+    return RerankJob(
+        query=query,
+        texts=texts,
+        raw_scores=_optional(data, "raw_scores", bool, False),
+        return_text=_optional(data, "return_text", bool, False),
+        truncate=_truncate(data, settings),
     )
