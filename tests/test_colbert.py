@@ -93,6 +93,7 @@ def colbert_model(hf_dirs, tmp_path_factory):
                 threads=1,
                 min_mean_cosine_int8=0.99,
                 min_topk_agreement_int8=0.9,
+                layouts=("transformers.js",) if quantize == "int8" else (),
             )
             prepare_colbert(options)
             built[key] = (source, models.ColBERT(str(source), device="cpu"), out)
@@ -383,3 +384,42 @@ def test_serve_routes_refuse_the_other_kind(colbert_model, prepared_base):
     assert "ColBERT" in responses[0].json()["error"]["message"]
     dense = _serve(prepared_base("bert"), [("POST", "/rerank", {"query": "q", "texts": ["a"]})])
     assert dense[0].status_code == 400 and "ColBERT model" in dense[0].json()["error"]["message"]
+
+
+def test_transformers_js_layout_runs_in_node(colbert_model, tmp_path):
+    """``--layout transformers.js``: @huggingface/transformers (npm) loads the folder offline in Node and
+    returns our token vectors (FP32 exactly, INT8 as our INT8 file) and our tokenizer's ids."""
+    import shutil
+
+    from weights import CACHE
+
+    node_dir = CACHE / "node"
+    if shutil.which("node") is None or not (node_dir / "node_modules" / "@huggingface" / "transformers").is_dir():
+        pytest.skip("needs Node and @huggingface/transformers in FEA_CACHE/node (scripts/setup.sh installs both)")
+    _, _, folder = colbert_model(ColbertSpec(), quantize="int8")
+    encoder = ours(folder)
+    int8 = ours(folder, file_name=int8_file())
+    texts = [text for text in DOCUMENTS if text]
+    side = encoder._sides[False]
+    features = encoder._features(encoder.tokenizer.tokenize(texts, None), side)
+    request = tmp_path / "inputs.json"
+    request.write_text(json.dumps({"texts": texts, **{key: value.tolist() for key, value in features.items()}}))
+    script = node_dir / "transformers_js_run.mjs"  # beside node_modules, where Node resolves the import
+    shutil.copy(Path(__file__).parent / "data" / "transformers_js_run.mjs", script)
+    # q8: onnxruntime-node (1.30) and our onnxruntime may round a token's dynamic quantization one step apart
+    for dtype, reference, atol in (("fp32", encoder, 1e-5), ("q8", int8, None)):
+        result = subprocess.run(
+            ["node", str(script), str(folder / "transformers.js"), str(request), dtype],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        output = json.loads(result.stdout.strip().splitlines()[-1])
+        vectors = np.asarray(output["data"], dtype=np.float32).reshape(output["dims"])
+        expected = reference.session.run(features)
+        if atol is not None:
+            np.testing.assert_allclose(vectors, expected, atol=atol, err_msg=dtype)
+        else:
+            cos = np.sum(vectors * expected, -1) / np.linalg.norm(vectors, axis=-1) / np.linalg.norm(expected, axis=-1)
+            assert float(cos.min()) > 0.999 and float(np.median(np.abs(vectors - expected))) < 1e-5, dtype
+    rust = [encoding.ids for encoding in encoder.tokenizer.untruncated(texts)]
+    assert output["ids"] == rust

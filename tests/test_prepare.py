@@ -417,3 +417,18 @@ def test_a_drifted_fp32_export_fails_before_any_recipe(make_st_model, tmp_path, 
         run_prepare(make_st_model(TinySpec("bert")), tmp_path / "out")
     assert tried == []  # the gate came first (it used to run after the whole recipe search)
     assert not (tmp_path / "out").exists()
+
+
+def test_transformers_js_layout_is_written_inside_the_output(make_st_model, tmp_path):
+    out = tmp_path / "out"
+    run_prepare(make_st_model(TinySpec("bert")), out, recipe="dynamic", layouts=("transformers.js",))
+    folder = out / "transformers.js"
+    assert (folder / "onnx" / "model.onnx").is_file() and (folder / "onnx" / "model_quantized.onnx").is_file()
+    assert not list(folder.glob("onnx/*.onnx_data"))  # weights inline: transformers.js loads one buffer
+    assert onnx.load(str(folder / "onnx" / "model.onnx")).graph.output[0].name == "last_hidden_state"
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        assert (folder / name).read_bytes() == (out / name).read_bytes()
+    manifest = read_json(out / MANIFEST_NAME)
+    assert "transformers.js/onnx/model_quantized.onnx" in manifest["files"]
+    with pytest.raises(InvalidInputError, match="Unknown layout"):
+        PrepareOptions(model="x", output=tmp_path / "y", layouts=("tfjs",))

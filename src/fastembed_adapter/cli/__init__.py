@@ -82,6 +82,12 @@ def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     option("--revision", help="hub revision (branch, tag, commit)")
     option("--threads", type=int, help="ONNX Runtime threads for validation (default: usable CPUs)")
     option("--benchmark", switch=True, default=True, help="run the quick benchmark for the report (default on)")
+    option(
+        "--layout",
+        choices=("default", "transformers.js"),
+        default="default",
+        help="also write OUTPUT/transformers.js/ for @huggingface/transformers (weights inline, model_quantized.onnx)",
+    )
     option("--force", switch=True, default=False, help="replace an existing output folder")
     add_flag(parser, "--json", env="FEA_JSON", switch=True, default=False, help="print report.json, not REPORT.md")
     add_common_arguments(parser)
@@ -118,6 +124,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
             recipe=args.recipe,
             validation_texts=args.validation_texts,
             benchmark=args.benchmark,
+            layouts=(args.layout,) if args.layout != "default" else (),
             threads=args.threads,
             progress=progress,
         )
@@ -385,4 +392,3 @@ def prepare_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"fastembed-adapter {_version()}")
     _add_prepare_arguments(parser)
     return _parse_and_dispatch(parser, argv, "prepare")
-

@@ -16,7 +16,6 @@ from .options import add_common_arguments, add_flag
 __all__ = ["add_info_arguments", "run_info"]
 
 
-
 def add_info_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``info`` sub-command's flags."""
     parser.add_argument("model", help="model folder or hub id")
@@ -110,5 +109,3 @@ def _size(count: int) -> str:
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
     return f"{count} B"
-
-

@@ -95,5 +95,3 @@ def _silence_transformers_bars() -> Callable[[], None]:
         return lambda: None
     previous = set_hook(lambda factory, args, kwargs: factory(*args, **{**kwargs, "disable": True}))
     return lambda: set_hook(previous)
-
-

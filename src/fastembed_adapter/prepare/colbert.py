@@ -295,7 +295,7 @@ def onnx_config(layout: ColbertLayout, tokenizer_dir: Path) -> dict[str, Any]:
 
 def prepare_colbert(options: Any) -> dict[str, Any]:
     """``prepare`` for a PyLate ColBERT folder or hub id (``options`` is a ``PrepareOptions``); return the report."""
-    from .pipeline import _load_source, _Timer
+    from .pipeline import _load_source, _Timer, write_extra_layouts
 
     check_output(options.output, options.force)
     timer = _Timer(options.progress)
@@ -387,6 +387,7 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
                 "machine": {"cpus": available_cpus(), "isa": getattr(detect_target(), "value", None)},
                 "sizes": {file: onnx_size(out / file) for file in files},
             }
+            write_extra_layouts(out, options, default_file)
             write_json(out / "report.json", report)
             (out / "REPORT.md").write_text(render_colbert_markdown(report), encoding="utf-8")
             manifest = {

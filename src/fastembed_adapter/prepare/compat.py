@@ -88,9 +88,7 @@ def _for_5x(cls: type, config: dict[str, Any]) -> dict[str, Any]:
     accepted = set(inspect.signature(cls).parameters)
     dropped = {key: value for key, value in config.items() if key not in accepted}
     meaningful = {
-        key: value
-        for key, value in dropped.items()
-        if key not in _IGNORABLE or _IGNORABLE[key] not in (None, value)
+        key: value for key, value in dropped.items() if key not in _IGNORABLE or _IGNORABLE[key] not in (None, value)
     }
     if meaningful:
         raise UnsupportedModelError(

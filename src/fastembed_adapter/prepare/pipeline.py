@@ -68,6 +68,7 @@ class PrepareOptions:
     validation_texts: Path | None = None
     calibration_texts: Path | None = None
     benchmark: bool = True
+    layouts: tuple[str, ...] = ()  # extra layouts written inside the output: "transformers.js"
     threads: int | None = None
     progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
@@ -79,6 +80,9 @@ class PrepareOptions:
             raise InvalidInputError(f"Unknown target {self.target!r}. Valid targets: {', '.join(targets)}.")
         if self.recipe is not None and self.recipe not in RECIPES:
             raise InvalidInputError(f"Unknown recipe {self.recipe!r}. Valid recipes: {', '.join(RECIPES)}.")
+        unknown = sorted(set(self.layouts) - {"transformers.js"})
+        if unknown:
+            raise InvalidInputError(f"Unknown layout(s) {unknown}. Valid layouts: transformers.js.")
         if self.max_seq_length is not None and self.max_seq_length < 1:
             raise InvalidInputError(f"max_seq_length must be positive, got {self.max_seq_length}.")
 
@@ -278,8 +282,17 @@ def _write(run: _Run, out: Path) -> Report:
         sizes={name: onnx_size(out / name) for name in run.files},
     )
     write_reports(out, report)
+    write_extra_layouts(out, options, run.default_file)
     write_json(out / MANIFEST_NAME, report.manifest_json(file_table(out)))
     return report
+
+
+def write_extra_layouts(out: Path, options: PrepareOptions, default_file: str) -> None:
+    """The ``--layout`` copies, inside the output (so the manifest lists their files too)."""
+    if "transformers.js" in options.layouts:
+        from .transformers_js import write_transformers_js
+
+        write_transformers_js(out, FP32_FILE, default_file if default_file != FP32_FILE else None)
 
 
 def transformer_dir(source: Path) -> Path:
