@@ -384,6 +384,51 @@ def test_changed_weight_that_still_loads_fails_manifest_check(prepared_base, cop
     OnnxSentenceEncoder(folder, file_name=FP32_FILE)  # the file itself still loads
 
 
+def _flip_token(path: Path) -> None:
+    """One changed byte that keeps tokenizer.json valid JSON: a vocabulary token's first letter."""
+    text = path.read_text(encoding="utf-8")
+    at = text.index('"vocab"')
+    at = text.index('"qu', at) + 1  # a token starting with "qu" (there are several in the tiny vocabulary)
+    path.write_text(text[:at] + "x" + text[at + 1 :], encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("tokenizer.json", _flip_token),
+        ("1_Pooling/config.json", lambda p: p.write_text(p.read_text().replace('"mean"', '"cls"'))),
+        (
+            "tokenizer_config.json",
+            lambda p: p.write_text(p.read_text().replace('"model_max_length"', '"model_max_length_"')),
+        ),
+    ],
+)
+def test_a_changed_file_that_changes_vectors_fails_the_manifest_check(prepared_base, copy_folder, name, damage):
+    """The probe's silent wrong vectors: a damaged tokenizer or pooling config loaded without a word."""
+    folder = copy_folder(prepared_base("bert"))
+    before = (folder / name).read_bytes()
+    damage(folder / name)
+    assert (folder / name).read_bytes() != before
+    with pytest.raises(CorruptModelError, match="does not match the manifest") as info:
+        OnnxSentenceEncoder(folder, file_name=FP32_FILE)
+    assert name in str(info.value)
+    (folder / "report.json").write_text("{}")  # descriptive files are not checked
+    (folder / name).write_bytes(before)
+    OnnxSentenceEncoder(folder, file_name=FP32_FILE)
+
+
+def test_a_foreign_onnx_file_is_refused_without_a_manifest(prepared_base, copy_folder):
+    """The graph's token width must match the pooling config's (a 768-d file in a 384-d folder)."""
+    folder = copy_folder(prepared_base("bert"))
+    (folder / MANIFEST_NAME).unlink()
+    path = folder / "1_Pooling" / "config.json"
+    config = json.loads(path.read_text())
+    config["embedding_dimension"] *= 2
+    path.write_text(json.dumps(config))
+    with pytest.raises(CorruptModelError, match=r"gives 32-d token vectors but the pooling config expects 64-d"):
+        OnnxSentenceEncoder(folder, file_name=FP32_FILE)
+
+
 def test_missing_weights_file_is_named(prepared_base, copy_folder):
     folder = copy_folder(prepared_base("bert"))
     (folder / (int8_file() + "_data")).unlink()

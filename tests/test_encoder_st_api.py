@@ -17,6 +17,7 @@ import pytest
 from checks import assert_close_fp32, assert_precision_close
 from fastembed_adapter import InferenceError, InvalidInputError, OnnxSentenceEncoder, st_compat
 from fastembed_adapter import encoder as encoder_module
+from fastembed_adapter.layout import MANIFEST_NAME
 from fastembed_adapter.pooling import quantize_matrices
 from tiny import FP32_FILE, MAX_SEQ_LENGTH, TEXTS, TinySpec
 
@@ -260,6 +261,7 @@ def test_config_max_seq_length_past_the_positions_is_capped(tiny_model, copy_fol
     _, onnx_dir = tiny_model(TinySpec("bert"))
     folder = copy_folder(onnx_dir)
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 1000, "do_lower_case": False}))
+    (folder / MANIFEST_NAME).unlink()  # a hand-edited folder: the manifest would refuse the changed config
     with caplog.at_level(logging.WARNING):
         ours = OnnxSentenceEncoder(folder, file_name=FP32_FILE, threads=1)
     assert ours.max_seq_length == POSITIONS
@@ -581,6 +583,7 @@ def test_trust_remote_code(tiny_model, copy_folder):
     config = json.loads((folder / "config.json").read_text())
     config["auto_map"] = {"AutoModel": "modeling_custom.CustomModel"}
     (folder / "config.json").write_text(json.dumps(config))
+    (folder / MANIFEST_NAME).unlink()  # a hand-edited folder: the manifest would refuse the changed config
     with pytest.raises(InvalidInputError, match=r"trust_remote_code=True.*auto_map.*trust_remote_code=False"):
         _load(folder, file_name=FP32_FILE, trust_remote_code=True)
     assert _load(folder, file_name=FP32_FILE).encode(TEXTS[:2]).shape == (2, 32)

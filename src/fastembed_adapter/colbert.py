@@ -21,7 +21,7 @@ import numpy as np
 
 from .cache import CacheInfo, EmbeddingCache
 from .colbert_layout import ColbertLayout, read_colbert_layout
-from .errors import InvalidInputError, UnsupportedModelError
+from .errors import CorruptModelError, InvalidInputError, UnsupportedModelError
 from .hub import resolve_model
 from .late_interaction import colbert_scores, pad_tokens, pool_tokens
 from .metrics import EncoderMetrics
@@ -128,6 +128,13 @@ class OnnxColbertEncoder:
                 check.result()
         # A graph that ends at the transformer (``last_hidden_state``) gets the projection in numpy.
         self._project_in_numpy = self.session.output_name == "last_hidden_state"
+        width = self.session.output_width
+        expected = layout.projection[0].weight.shape[1] if self._project_in_numpy else layout.dimension
+        if width is not None and width != expected:
+            raise CorruptModelError(
+                f"{str(root / chosen)!r} gives {width}-d token vectors but the model's projection expects "
+                f"{expected}-d ones: the ONNX file belongs to another model. Re-run `prepare` or restore the folder."
+            )
         self.prompts = {**layout.prompts, **(prompts or {})}
         self.default_prompt_name = default_prompt_name or layout.default_prompt_name
         self.expansion_id = self._expansion_id()

@@ -19,7 +19,7 @@ import numpy as np
 
 from .cache import CacheInfo, EmbeddingCache
 from .cpu import QuantTarget, detect_target
-from .errors import InvalidInputError
+from .errors import CorruptModelError, InvalidInputError
 from .hub import resolve_model
 from .layout import ModelLayout, read_layout
 from .metrics import EncoderMetrics
@@ -180,6 +180,13 @@ class OnnxSentenceEncoder:
                 raise
             if check is not None:
                 check.result()
+        width, expected = self.session.output_width, self.layout.pooling.dimension
+        if width is not None and width != expected:
+            raise CorruptModelError(
+                f"{str(root / chosen)!r} gives {width}-d token vectors but the pooling config expects {expected}-d "
+                "ones (embedding_dimension): the ONNX file belongs to another model. Re-run `prepare` or restore "
+                "the folder."
+            )
         self.truncate_dim = truncate_dim if truncate_dim is not None else self.layout.truncate_dim
         self.prompts = self._merge_prompts(prompts)
         self.default_prompt_name = default_prompt_name or self.layout.default_prompt_name

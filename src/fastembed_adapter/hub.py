@@ -27,7 +27,8 @@ __all__ = [
 ]
 
 # Everything but the weights: configs, tokenizer files, module folders' configs, the manifest.
-_META_PATTERNS = ["*.json", "*.txt", "*.model", "*/*.json", "*/*.txt"]
+# Configs, tokenizer files and module weights (``1_Dense/model.safetensors``); not the root weights.
+_META_PATTERNS = ["*.json", "*.txt", "*.model", "*/*.json", "*/*.txt", "*/*.safetensors"]
 _REPO_ID = re.compile(r"\w[\w.-]*/[\w.-]+")
 _EXAMPLE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -175,6 +175,17 @@ def _object(data: Mapping[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+# Files ``prepare`` writes that no vector depends on (besides ONNX files other than the one loaded).
+_DESCRIPTIVE = frozenset({REPORT_JSON, REPORT_MD, "README.md"})
+_EXTRA_LAYOUTS = ("transformers.js/",)
+
+
+def _changes_vectors(relative: str, chosen: set[str]) -> bool:
+    if relative.startswith("onnx/"):
+        return relative in chosen
+    return relative not in _DESCRIPTIVE and not relative.startswith(_EXTRA_LAYOUTS)
+
+
 @dataclass(frozen=True)
 class Manifest:
     """``fastembed_adapter.json``: what ``prepare`` wrote and how to check it."""
@@ -213,14 +224,18 @@ class Manifest:
         )
 
     def verify(self, root: Path, name: str) -> None:
-        """Check size and sha256 of ``root/name`` and of its external weights file against the manifest.
+        """Check size and sha256 of every listed file that changes a vector, against the manifest.
 
-        Files the manifest does not list pass; a listed file that is missing fails.
+        That is the ONNX file ``name`` and its external weights, the tokenizer files, every config
+        and module weight file; the other ONNX files, the reports and the extra layouts are not
+        read. Files the manifest does not list pass; a listed file that is missing fails.
         """
-        for path in (root / name, external_data_path(root / name)):
-            entry = self.files.get(path.relative_to(root).as_posix())
-            if entry is None:
+        chosen = {name, external_data_path(root / name).relative_to(root).as_posix()}
+        for relative in sorted(self.files):
+            if not _changes_vectors(relative, chosen):
                 continue
+            path = root / relative
+            entry = self.files[relative]
             if not path.is_file():
                 raise ModelNotFoundError(
                     f"{str(path)!r} is missing: the manifest lists it ({entry.size} bytes). "

@@ -68,8 +68,11 @@ class OnnxSession:
             ) from exc
         release_freed_memory()
         self.input_names = tuple(node.name for node in self._session.get_inputs())
-        outputs = [node.name for node in self._session.get_outputs()]
-        self.output_name = next((name for name in TOKEN_OUTPUTS if name in outputs), outputs[0])
+        outputs = {node.name: node for node in self._session.get_outputs()}
+        self.output_name = next((name for name in TOKEN_OUTPUTS if name in outputs), next(iter(outputs)))
+        shape = outputs[self.output_name].shape
+        # The width of each token vector when the graph declares it (a symbolic or missing dim: None).
+        self.output_width: int | None = shape[-1] if shape and isinstance(shape[-1], int) else None
         self._run_options = ort.RunOptions()
         self._run_options.log_severity_level = _ORT_LOG_FATAL_ONLY
         if "input_ids" not in self.input_names:
