@@ -118,7 +118,7 @@ def test_cli_flags_env_fallbacks_and_defaults(monkeypatch):
 
 def test_cli_rejects_bad_values(capsys, monkeypatch):
     monkeypatch.setattr("fastembed_adapter.server.logs.configure_logging", lambda *args: None)
-    assert cli.main(["serve", "--model", "m", "--max-queue", "0"]) == 1
+    assert cli.main(["serve", "--model", "m", "--max-queue", "0"]) == 2  # a usage error, as a bad flag
     assert "max_queue must be a number > 0" in capsys.readouterr().err
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..errors import FastembedAdapterError
+from ..errors import FastembedAdapterError, InvalidInputError
 from ..layout import FP32_FILE
 from .info import add_info_arguments, run_info
 from .noise import quiet_third_party
@@ -271,7 +271,12 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     cli_only = {"command", "debug"}
     given = {name: value for name, value in vars(args).items() if value is not None and name not in cli_only}
-    settings = ServerSettings(**given, api_key=os.environ.get("FEA_API_KEY") or None)  # the key only from the env
+    key = os.environ.get("FEA_API_KEY")  # the key only from the env; set but empty is refused, not "no auth"
+    try:
+        settings = ServerSettings(**given, api_key=key)
+    except InvalidInputError as exc:  # a setting the server cannot run with: a usage error, as a bad flag
+        sys.stderr.write(f"fastembed-adapter serve: error: {exc}\n")
+        return 2
     configure_logging(settings.log_format, settings.log_level)
     return run(settings)
 

@@ -3,8 +3,9 @@
 - ``X-Request-ID``: taken from the request when it is a sane token (≤ 128 chars of
   ``[A-Za-z0-9._:-]``), otherwise a new UUID; always echoed in the response.
 - API key: when configured, every request but a GET (or HEAD) of a public path (the health
-  checks) needs ``Authorization: Bearer <key>``, compared with :func:`hmac.compare_digest`
-  (constant time).
+  checks) needs ``Authorization: Bearer <key>``. The header's raw bytes are compared with the
+  key's UTF-8 bytes by :func:`hmac.compare_digest` (constant time): no lossy decoding, so no two
+  keys share a header, and a header that is not UTF-8 simply does not match (401).
 - One log record per request on the ``fastembed_adapter.server.access`` logger, with the fields in
   ``extra`` (the CLI renders them as one JSON line).
 - Any exception that escapes a route becomes a JSON 500 for that request only; the traceback is logged.
@@ -33,17 +34,26 @@ logger = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _raw_header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
-            return str(value.decode("latin-1"))
+            return bytes(value)
     return None
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    raw = _raw_header(scope, name)
+    return None if raw is None else raw.decode("latin-1")
+
+
 def _authorized(scope: Scope, key: bytes) -> bool:
-    presented = _header(scope, b"authorization") or ""
-    scheme, _, token = presented.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("latin-1", "replace"), key)
+    """Whether the request's ``Authorization: Bearer <token>`` holds ``key`` (the key's UTF-8 bytes).
+
+    Bytes against bytes: the token is never decoded, so bytes that are not UTF-8 cannot equal
+    the key's (always valid) UTF-8 and a client's non-ASCII key matches exactly its own bytes.
+    """
+    scheme, _, token = (_raw_header(scope, b"authorization") or b"").partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(b" \t"), key)
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
@@ -71,13 +81,14 @@ class ObservabilityMiddleware:
         Args:
             app: the application.
             metrics: the service's collectors.
-            api_key: enables bearer authentication.
+            api_key: enables bearer authentication (checked by ``ServerSettings``: non-empty, no
+                control characters, no surrounding whitespace).
             endpoints: the paths the metrics label by name (any other path is ``other``).
             public: paths whose GET/HEAD needs no API key.
         """
         self.app = app
         self.metrics = metrics
-        self.api_key = api_key.encode("latin-1", "replace") if api_key else None
+        self.api_key = api_key.encode("utf-8") if api_key else None
         self.endpoints = endpoints
         self.public = public
 

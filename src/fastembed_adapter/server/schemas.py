@@ -15,6 +15,7 @@ empty inputs raise ``RequestValidationError`` (422) naming the field, too many i
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 ENCODING_FORMATS = ("float", "base64")
+MAX_JSON_DEPTH = 32  # nesting levels of a request body; the deepest valid body (/similarity) has 3
 
 
 class Output(str, Enum):
@@ -116,14 +118,43 @@ class RerankJob:
     truncate: bool = True
 
 
+def _too_deep(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests lists and objects more than ``limit`` levels (an iterative walk, no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return False
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The JSON object in ``body``; anything else is a ``RequestValidationError``."""
+    """The JSON object in ``body``; anything else is a ``RequestValidationError``.
+
+    Besides invalid JSON, this refuses what ``json`` itself cannot or should not build: nesting
+    deeper than ``MAX_JSON_DEPTH`` (far deeper makes the parser raise ``RecursionError``) and an
+    integer longer than Python's int string limit (``ValueError``). Both are client errors, never
+    a 500, and the rest of the service only ever sees shallow bodies.
+    """
+    too_deep = f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels; send a flatter body."
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestValidationError(f"The request body is not valid JSON: {exc}.") from exc
+    except RecursionError as exc:
+        raise RequestValidationError(too_deep) from exc
+    except ValueError as exc:  # the only other ValueError of json.loads: int(...) over the digit limit
+        raise RequestValidationError(
+            f"The JSON body holds an integer with more than {sys.get_int_max_str_digits()} digits; "
+            "no field accepts one that long."
+        ) from exc
     if not isinstance(data, dict):
         raise RequestValidationError(f"The request body must be a JSON object, got {type(data).__name__}.")
+    # Each level needs a bracket: bodies with few of them (nearly all) skip the walk.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(data, MAX_JSON_DEPTH):
+        raise RequestValidationError(too_deep)
     return data
 
 

@@ -6,6 +6,7 @@ tests build it directly. Nothing here reads the environment.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,36 @@ def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise InvalidInputError(f"{name} must be a number {bound}, got {value!r}.")
+
+
+def _check_api_key(key: object) -> None:
+    """Refuse a key no request could present (the messages never show the key itself).
+
+    Clients send the key as UTF-8 bytes in an HTTP header, which cannot hold control characters
+    (CR/LF would end it) and whose surrounding whitespace clients and proxies drop; a lone
+    surrogate (from an ``FEA_API_KEY`` that is not UTF-8) has no UTF-8 bytes at all.
+    """
+    if not isinstance(key, str):
+        raise InvalidInputError(f"api_key must be a string, got {type(key).__name__}.")
+    if not key.strip():
+        raise InvalidInputError("api_key is empty; set a key or unset FEA_API_KEY to disable authentication.")
+    if key != key.strip():
+        raise InvalidInputError(
+            "api_key starts or ends with whitespace, which HTTP clients and proxies strip from the "
+            "Authorization header, so no request could match it. Remove the surrounding whitespace."
+        )
+    for position, char in enumerate(key):
+        category = unicodedata.category(char)
+        if category == "Cc":
+            raise InvalidInputError(
+                f"api_key holds the control character U+{ord(char):04X} at position {position}; an HTTP "
+                "header cannot carry it, so no request could match the key. Use printable characters only."
+            )
+        if category == "Cs":
+            raise InvalidInputError(
+                f"api_key holds a lone surrogate U+{ord(char):04X} at position {position} (FEA_API_KEY "
+                "is not valid UTF-8); clients send the key as UTF-8, so no request could match it."
+            )
 
 
 @dataclass(frozen=True)
@@ -43,7 +74,9 @@ class ServerSettings:
             (on by default, as sentence-transformers and TEI do); off, they get 413 unless the
             request sends ``truncate: true`` (the CLI's ``--no-auto-truncate``).
         cache_size: LRU embedding cache entries of this replica (0 disables it).
-        api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>``.
+        api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>``; it must
+            be non-empty, without control characters or surrounding whitespace (any other
+            Unicode is fine: clients send its UTF-8 bytes).
         drain_timeout: seconds in-flight requests get to finish after SIGTERM.
         log_format: ``json`` (one object per line) or ``text``.
         log_level: logging level name for the service's loggers.
@@ -85,8 +118,8 @@ class ServerSettings:
         _check_positive("drain_timeout", self.drain_timeout, allow_zero=True)
         if self.log_format not in LOG_FORMATS:
             raise InvalidInputError(f"log_format must be one of {list(LOG_FORMATS)}, got {self.log_format!r}.")
-        if self.api_key is not None and not self.api_key.strip():
-            raise InvalidInputError("api_key is empty; unset FEA_API_KEY to disable authentication.")
+        if self.api_key is not None:
+            _check_api_key(self.api_key)
 
     @property
     def served_name(self) -> str:
