@@ -262,3 +262,21 @@ def test_st_hub_keywords_reach_the_hub(prepared_base, tmp_path, monkeypatch):
     )
     with pytest.raises(ModelNotFoundError, match=r"owner/elsewhere"):
         OnnxSentenceEncoder("owner/elsewhere", local_files_only=True, threads=1)  # not in the default cache
+
+
+def test_colbert_models_are_recognised_on_the_hub(hf_cache, make_st_model, tmp_path):
+    from fastembed_adapter.hub import is_colbert_model
+
+    colbert = tmp_path / "colbert"
+    colbert.mkdir()
+    (colbert / "config_sentence_transformers.json").write_text('{"model_type": "ColBERT", "query_length": 32}')
+    (colbert / "modules.json").write_text(
+        '[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},'
+        ' {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]'
+    )
+    cache_repo(hf_cache, "owner/colbert", colbert)
+    cache_repo(hf_cache, REPO, make_st_model(TinySpec("bert")))
+    assert is_colbert_model("owner/colbert") and is_colbert_model(colbert)
+    assert not is_colbert_model(REPO)
+    with pytest.raises(ModelNotFoundError, match="not in the Hugging Face cache"):
+        is_colbert_model("owner/absent")

@@ -169,6 +169,17 @@ def _download(repo_id: str, file_name: str | None, revision: str | None, options
     return root, chosen
 
 
+def is_colbert_model(name_or_path: str | Path, revision: str | None = None, options: HubOptions = HubOptions()) -> bool:
+    """Whether a folder or hub repo is a PyLate ColBERT model (its two small configs only are fetched)."""
+    from .colbert_layout import is_colbert_folder
+
+    source = check_model_source(name_or_path)
+    if isinstance(source, Path):
+        return is_colbert_folder(source)
+    root = download_snapshot(source, revision, ["config_sentence_transformers.json", "modules.json"], options)
+    return is_colbert_folder(root)
+
+
 def hub_error(repo_id: str, revision: str | None, exc: BaseException) -> ModelFolderError:
     """The ``ModelFolderError`` for a failed hub call on ``repo_id``: its cause in our words, and the fix."""
     from huggingface_hub import constants

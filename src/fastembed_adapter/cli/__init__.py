@@ -51,7 +51,7 @@ def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         "--kind",
         choices=("auto", "dense", "colbert"),
         default="auto",
-        help="dense sentence embeddings or a PyLate ColBERT model; auto = colbert for a local PyLate folder",
+        help="dense sentence embeddings or a PyLate ColBERT model; auto = read from the model's configs",
     )
     option("--output", type=Path, help="output folder (default: ./models/<model name>)")
     option("--quantize", choices=("int8", "none"), default="int8", help="also write an INT8 file (default int8)")
@@ -128,7 +128,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
             threads=args.threads,
             progress=progress,
         )
-        if _colbert_kind(args.kind, str(args.model)):
+        if _colbert_kind(args.kind, str(args.model), args.revision):
             from ..prepare.colbert import COLBERT_INT8_TARGET, prepare_colbert, render_colbert_markdown
 
             if args.quality_target is None:  # ColBERT's own default gate (per-token mean, ranking agreement)
@@ -145,14 +145,13 @@ def _run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _colbert_kind(kind: str, model: str) -> bool:
-    """``--kind``: colbert or dense; auto looks at a local folder (a hub id is dense unless told)."""
+def _colbert_kind(kind: str, model: str, revision: str | None) -> bool:
+    """``--kind``: colbert or dense; auto reads the folder's (or hub repo's) configs."""
     if kind != "auto":
         return kind == "colbert"
-    from ..colbert_layout import is_colbert_folder
+    from ..hub import is_colbert_model
 
-    path = Path(model).expanduser()
-    return path.is_dir() and is_colbert_folder(path)
+    return is_colbert_model(model, revision)
 
 
 # Third-party output during ``prepare`` that tells the user nothing they can act on: (logger, message start).

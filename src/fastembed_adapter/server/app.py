@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -31,19 +30,18 @@ def default_encoder_factory(
 ) -> Callable[[], OnnxSentenceEncoder | OnnxColbertEncoder]:
     """Build the replica's encoder from ``settings``, recording into ``registry``.
 
-    A local PyLate ColBERT folder gets an ``OnnxColbertEncoder`` (the ``/embed_multi`` and
+    A PyLate ColBERT folder or hub repo gets an ``OnnxColbertEncoder`` (the ``/embed_multi`` and
     ``/rerank`` routes), anything else an ``OnnxSentenceEncoder``.
     """
 
     def build() -> OnnxSentenceEncoder | OnnxColbertEncoder:
         from ..colbert import OnnxColbertEncoder
-        from ..colbert_layout import is_colbert_folder
         from ..encoder import OnnxSentenceEncoder
+        from ..hub import is_colbert_model
 
-        path = Path(settings.model).expanduser()
-        if path.is_dir() and is_colbert_folder(path):
+        if is_colbert_model(settings.model):
             return OnnxColbertEncoder(
-                path,
+                settings.model,
                 file_name=settings.file_name,
                 threads=settings.threads,
                 spinning=False,
