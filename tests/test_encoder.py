@@ -392,11 +392,21 @@ def _flip_token(path: Path) -> None:
     path.write_text(text[:at] + "x" + text[at + 1 :], encoding="utf-8")
 
 
+def _mean_to_cls(path: Path) -> None:
+    """Pooling mean -> cls, in the config format the installed sentence-transformers writes (6.x or 5.x)."""
+    config = json.loads(path.read_text())
+    if "pooling_mode" in config:
+        config["pooling_mode"] = "cls"
+    else:
+        config["pooling_mode_mean_tokens"], config["pooling_mode_cls_token"] = False, True
+    path.write_text(json.dumps(config))
+
+
 @pytest.mark.parametrize(
     ("name", "damage"),
     [
         ("tokenizer.json", _flip_token),
-        ("1_Pooling/config.json", lambda p: p.write_text(p.read_text().replace('"mean"', '"cls"'))),
+        ("1_Pooling/config.json", _mean_to_cls),
         (
             "tokenizer_config.json",
             lambda p: p.write_text(p.read_text().replace('"model_max_length"', '"model_max_length_"')),
@@ -423,7 +433,8 @@ def test_a_foreign_onnx_file_is_refused_without_a_manifest(prepared_base, copy_f
     (folder / MANIFEST_NAME).unlink()
     path = folder / "1_Pooling" / "config.json"
     config = json.loads(path.read_text())
-    config["embedding_dimension"] *= 2
+    key = "embedding_dimension" if "embedding_dimension" in config else "word_embedding_dimension"  # ST 6 / 5
+    config[key] *= 2
     path.write_text(json.dumps(config))
     with pytest.raises(CorruptModelError, match=r"gives 32-d token vectors but the pooling config expects 64-d"):
         OnnxSentenceEncoder(folder, file_name=FP32_FILE)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,7 @@ from .metrics import EncoderMetrics
 from .modules import normalize
 from .planning import batches, windows
 from .pooling import PRECISIONS, quantize_matrices
-from .session import OnnxSession
+from .session import load_beside
 from .st_compat import auth_token, check_device, check_texts, hub_options, positive_int
 from .tokenization import BatchOptions, TextTokenizer
 
@@ -112,20 +111,17 @@ class OnnxColbertEncoder:
         self.layout: ColbertLayout = layout
         self.model_path = root
         self.file_name = chosen
-        manifest = layout.manifest
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fea-load") as workers:
-            session = workers.submit(OnnxSession, root / chosen, threads, spinning)
-            check = workers.submit(manifest.verify, root, chosen) if manifest is not None else None
-            try:
-                self.tokenizer = TextTokenizer(root, layout.max_seq_length, layout.do_lower_case)
-                self.metrics = EncoderMetrics(model_name or root.name, registry, enabled=metrics)
-                self.session = session.result()
-            except Exception:
-                if check is not None:
-                    check.result()  # a manifest mismatch names the damaged file: raise that first
-                raise
-            if check is not None:
-                check.result()
+        self.session, (self.tokenizer, self.metrics) = load_beside(
+            root,
+            chosen,
+            threads,
+            spinning,
+            layout.manifest,
+            lambda: (
+                TextTokenizer(root, layout.max_seq_length, layout.do_lower_case),
+                EncoderMetrics(model_name or root.name, registry, enabled=metrics),
+            ),
+        )
         # A graph that ends at the transformer (``last_hidden_state``) gets the projection in numpy.
         self._project_in_numpy = self.session.output_name == "last_hidden_state"
         width = self.session.output_width
@@ -225,6 +221,26 @@ class OnnxColbertEncoder:
     def skiplist_words(self) -> list[str]:
         """Words whose tokens are dropped from documents."""
         return list(self.layout.skiplist_words)
+
+    def onnx_config(self) -> dict[str, Any]:
+        """next-plaid's ``onnx_config.json``: the settings its Rust reader takes beside ``tokenizer.json``."""
+        layout = self.layout
+        return {
+            "query_prefix": layout.query_prefix,
+            "document_prefix": layout.document_prefix,
+            "query_length": layout.query_length,
+            "document_length": layout.document_length,
+            "do_query_expansion": layout.do_query_expansion,
+            "attend_to_expansion_tokens": layout.attend_to_expansion_tokens,
+            "skiplist_words": list(layout.skiplist_words),
+            "embedding_dim": layout.dimension,
+            "mask_token_id": self.expansion_id,
+            "pad_token_id": self.tokenizer.pad_id,
+            "query_prefix_id": self.query_prefix_id,
+            "document_prefix_id": self.document_prefix_id,
+            "do_lower_case": layout.do_lower_case,
+            "uses_token_type_ids": "token_type_ids" in self.tokenizer.model_input_names,
+        }
 
     def get_embedding_dimension(self) -> int:
         """Width of each token vector."""

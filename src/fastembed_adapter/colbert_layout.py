@@ -13,11 +13,19 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from .errors import CorruptModelError, UnsupportedModelError
-from .layout import MANIFEST_NAME, Manifest, read_json, read_modules, transformer_settings
+from .layout import (
+    Manifest,
+    onnx_files_of,
+    prompts_of,
+    read_json,
+    read_manifest,
+    read_modules,
+    st_model_config,
+    transformer_settings,
+)
 from .modules import DenseModule
 
 __all__ = ["ONNX_CONFIG_NAME", "ColbertLayout", "is_colbert_folder", "read_colbert_layout"]
@@ -45,14 +53,9 @@ _TYPES: dict[str, Any] = {
 SETTINGS = tuple(_DEFAULTS)
 
 
-def _st_config(root: Path) -> dict[str, Any]:
-    path = root / "config_sentence_transformers.json"
-    return read_json(path) if path.is_file() else {}
-
-
 def is_colbert_folder(root: Path) -> bool:
     """A PyLate ColBERT folder: ``model_type: "ColBERT"`` or a PyLate ``Dense`` in ``modules.json``."""
-    if _st_config(root).get("model_type") == "ColBERT":
+    if st_model_config(root).get("model_type") == "ColBERT":
         return True
     if not (root / "modules.json").is_file():
         return False
@@ -153,15 +156,11 @@ def read_colbert_layout(root: Path) -> ColbertLayout:
             f"{str(root / 'modules.json')!r} must list a Transformer and at least one Dense projection "
             "(a PyLate ColBERT folder); build one with pylate.models.ColBERT(...).save(...)."
         )
-    st_config = _st_config(root)
+    st_config = st_model_config(root)
     settings = _checked({name: st_config.get(name, default) for name, default in _DEFAULTS.items()}, str(root))
     if not settings["do_query_expansion"]:
         settings["attend_to_expansion_tokens"] = False  # as PyLate
     max_len, lower = transformer_settings(root, transformer_dir)
-    prompts = st_config.get("prompts") or {}
-    onnx_dir = root / "onnx"
-    onnx_files = tuple(sorted(f"onnx/{p.name}" for p in onnx_dir.glob("*.onnx"))) if onnx_dir.is_dir() else ()
-    manifest_path = root / MANIFEST_NAME
     return ColbertLayout(
         root=root,
         transformer_dir=transformer_dir,
@@ -169,8 +168,8 @@ def read_colbert_layout(root: Path) -> ColbertLayout:
         **settings,
         do_lower_case=lower,
         max_seq_length=max_len,
-        prompts=MappingProxyType({str(k): str(v) for k, v in prompts.items() if v is not None}),
+        prompts=prompts_of(st_config),
         default_prompt_name=st_config.get("default_prompt_name"),
-        onnx_files=onnx_files,
-        manifest=Manifest.read(manifest_path) if manifest_path.exists() else None,
+        onnx_files=onnx_files_of(root),
+        manifest=read_manifest(root),
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, overload
@@ -26,7 +25,7 @@ from .metrics import EncoderMetrics
 from .modules import normalize
 from .planning import batches, windows
 from .pooling import PRECISIONS, exclude_prompt, pool, quantize, quantize_matrices
-from .session import OnnxSession
+from .session import load_beside
 from .similarity import (
     SUPPORTED_SIMILARITY_FN_NAMES,
     Similarity,
@@ -60,6 +59,8 @@ __all__ = ["OnnxSentenceEncoder"]
 logger = logging.getLogger(__name__)
 _OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 _ENCODE_KWARGS = ("task", "processing_kwargs")  # the extra keywords ST's encode() takes on a model without a Router
+
+
 class OnnxSentenceEncoder:
     """A drop-in for ``SentenceTransformer`` that runs an (INT8) ONNX file with ONNX Runtime.
 
@@ -157,29 +158,23 @@ class OnnxSentenceEncoder:
         self._warn_on_isa_mismatch()
         self._position_limit = position_limit(root)
         max_seq_length = self._initial_max_seq_length(overrides.model_max_length)
+
         # Cold start: the session build (which releases the GIL) and the manifest's sha256 check run in
         # worker threads while this one loads the tokenizer and the metrics (and imports
         # prometheus_client). A manifest mismatch explains a failed load better than ONNX Runtime does.
-        manifest = self.layout.manifest
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fea-load") as workers:
-            session = workers.submit(OnnxSession, root / chosen, threads, spinning)
-            check = workers.submit(manifest.verify, root, chosen) if manifest is not None else None
-            try:
-                self.tokenizer = TextTokenizer(
-                    root,
-                    max_seq_length,
-                    self.layout.do_lower_case,
-                    padding_side=overrides.padding_side,
-                    truncation_side=overrides.truncation_side,
-                )
-                self.metrics = EncoderMetrics(model_name or root.name, registry, enabled=metrics)
-                self.session = session.result()
-            except Exception:
-                if check is not None:
-                    check.result()  # a manifest mismatch names the damaged file: raise that first
-                raise
-            if check is not None:
-                check.result()
+        def build() -> tuple[TextTokenizer, EncoderMetrics]:
+            tokenizer = TextTokenizer(
+                root,
+                max_seq_length,
+                self.layout.do_lower_case,
+                padding_side=overrides.padding_side,
+                truncation_side=overrides.truncation_side,
+            )
+            return tokenizer, EncoderMetrics(model_name or root.name, registry, enabled=metrics)
+
+        self.session, (self.tokenizer, self.metrics) = load_beside(
+            root, chosen, threads, spinning, self.layout.manifest, build
+        )
         width, expected = self.session.output_width, self.layout.pooling.dimension
         if width is not None and width != expected:
             raise CorruptModelError(

@@ -345,6 +345,30 @@ def transformer_settings(root: Path, transformer_dir: Path) -> tuple[int | None,
     return (int(max_len) if max_len is not None else None), bool(config.get("do_lower_case", False))
 
 
+def st_model_config(root: Path) -> dict[str, Any]:
+    """``config_sentence_transformers.json`` (prompts, similarity, ColBERT settings), or ``{}``."""
+    path = root / "config_sentence_transformers.json"
+    return read_json(path) if path.is_file() else {}
+
+
+def prompts_of(st_config: Mapping[str, Any]) -> Mapping[str, str]:
+    """The config's prompts by name (a ``None`` prompt left out), read-only."""
+    prompts = st_config.get("prompts") or {}
+    return MappingProxyType({str(k): str(v) for k, v in prompts.items() if v is not None})
+
+
+def onnx_files_of(root: Path) -> tuple[str, ...]:
+    """The folder's ``onnx/*.onnx`` files, relative, sorted."""
+    onnx_dir = root / "onnx"
+    return tuple(sorted(f"onnx/{p.name}" for p in onnx_dir.glob("*.onnx"))) if onnx_dir.is_dir() else ()
+
+
+def read_manifest(root: Path) -> Manifest | None:
+    """The manifest ``prepare`` wrote, or None for a folder without one."""
+    path = root / MANIFEST_NAME
+    return Manifest.read(path) if path.exists() else None
+
+
 def read_layout(root: Path) -> ModelLayout:
     """Read a model folder; raise ``ModelFolderError`` subclasses naming what is wrong."""
     if not root.is_dir():
@@ -386,23 +410,18 @@ def read_layout(root: Path) -> ModelLayout:
             post.append(sized)
     assert pooling is not None  # guaranteed by the check above; for the type checker
     max_len, lower = transformer_settings(root, transformer_dir)
-    st_config_path = root / "config_sentence_transformers.json"
-    st_config = read_json(st_config_path) if st_config_path.exists() else {}
-    prompts = st_config.get("prompts") or {}
-    onnx_dir = root / "onnx"
-    onnx_files = tuple(sorted(f"onnx/{p.name}" for p in onnx_dir.glob("*.onnx"))) if onnx_dir.is_dir() else ()
-    manifest_path = root / MANIFEST_NAME
+    st_config = st_model_config(root)
     return ModelLayout(
         root=root,
         pooling=pooling,
         post_modules=tuple(post),
         max_seq_length=max_len,
         do_lower_case=lower,
-        prompts=MappingProxyType({str(k): str(v) for k, v in prompts.items() if v is not None}),
+        prompts=prompts_of(st_config),
         default_prompt_name=st_config.get("default_prompt_name"),
         similarity_fn_name=st_config.get("similarity_fn_name"),
         truncate_dim=st_config.get("truncate_dim"),
         modules=tuple(str(module.get("type", "")) for module in modules),
-        onnx_files=onnx_files,
-        manifest=Manifest.read(manifest_path) if manifest_path.exists() else None,
+        onnx_files=onnx_files_of(root),
+        manifest=read_manifest(root),
     )

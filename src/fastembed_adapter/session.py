@@ -6,7 +6,9 @@ import contextlib
 import ctypes
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -14,10 +16,16 @@ import onnxruntime as ort
 from .cpu import available_cpus
 from .errors import CorruptModelError, InferenceError, InvalidInputError, ModelNotFoundError
 
+if TYPE_CHECKING:
+    from .layout import Manifest
+
+T = TypeVar("T")
+
 __all__ = [
     "DISABLED_OPTIMIZERS",
     "TOKEN_OUTPUTS",
     "OnnxSession",
+    "load_beside",
     "model_feeds",
     "output_runner",
     "release_freed_memory",
@@ -92,6 +100,30 @@ class OnnxSession:
                 f"{str(exc).strip().splitlines()[0][:300]}"
             ) from exc
         return np.asarray(output, dtype=np.float32)
+
+
+def load_beside(
+    root: Path, file_name: str, threads: int | None, spinning: bool, manifest: Manifest | None, build: Callable[[], T]
+) -> tuple[OnnxSession, T]:
+    """Build the session of ``root/file_name`` and check the manifest in worker threads while ``build()`` runs here.
+
+    The session build releases the GIL, so a cold start overlaps it with the tokenizer and metrics
+    set-up ``build`` does. A manifest mismatch explains a failed load better than ONNX Runtime
+    does, so it is raised first whatever else failed.
+    """
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fea-load") as workers:
+        session = workers.submit(OnnxSession, root / file_name, threads, spinning)
+        check = workers.submit(manifest.verify, root, file_name) if manifest is not None else None
+        try:
+            built = build()
+            result = session.result()
+        except Exception:
+            if check is not None:
+                check.result()  # a manifest mismatch names the damaged file: raise that first
+            raise
+        if check is not None:
+            check.result()
+    return result, built
 
 
 def output_runner(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..colbert_layout import ONNX_CONFIG_NAME, ColbertLayout, read_colbert_layout
+from ..colbert_layout import ONNX_CONFIG_NAME, read_colbert_layout
 from ..cpu import QuantTarget, available_cpus, detect_target
 from ..errors import MissingExtraError, UnsupportedModelError, ValidationFailedError
 from ..extras import versions
@@ -265,34 +265,6 @@ def _row(
             "encode_seconds": round(seconds, 3), "passed": not failures, "failures": failures}  # fmt: skip
 
 
-def onnx_config(layout: ColbertLayout, tokenizer_dir: Path) -> dict[str, Any]:
-    """next-plaid's ``onnx_config.json``: the settings its Rust reader needs beside ``tokenizer.json``."""
-    from ..colbert import OnnxColbertEncoder
-
-    encoder = OnnxColbertEncoder.__new__(OnnxColbertEncoder)  # ids only: no session
-    from ..tokenization import TextTokenizer
-
-    encoder.tokenizer = TextTokenizer(tokenizer_dir, None, layout.do_lower_case)
-    encoder.model_path = tokenizer_dir
-    pad = encoder.tokenizer.pad_id
-    return {
-        "query_prefix": layout.query_prefix,
-        "document_prefix": layout.document_prefix,
-        "query_length": layout.query_length,
-        "document_length": layout.document_length,
-        "do_query_expansion": layout.do_query_expansion,
-        "attend_to_expansion_tokens": layout.attend_to_expansion_tokens,
-        "skiplist_words": list(layout.skiplist_words),
-        "embedding_dim": layout.dimension,
-        "mask_token_id": encoder._expansion_id(),
-        "pad_token_id": pad,
-        "query_prefix_id": encoder._prefix_id(layout.query_prefix),
-        "document_prefix_id": encoder._prefix_id(layout.document_prefix),
-        "do_lower_case": layout.do_lower_case,
-        "uses_token_type_ids": "token_type_ids" in encoder.tokenizer.model_input_names,
-    }
-
-
 def prepare_colbert(options: Any) -> dict[str, Any]:
     """``prepare`` for a PyLate ColBERT folder or hub id (``options`` is a ``PrepareOptions``); return the report."""
     from .pipeline import _load_source, _Timer, write_extra_layouts
@@ -363,7 +335,10 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
                             + ". Relax the target, pass --allow-fp32-fallback, or use --quantize none."
                         )
         with timer.stage("write"):
-            write_json(out / ONNX_CONFIG_NAME, onnx_config(layout, out))
+            from ..colbert import OnnxColbertEncoder
+
+            settings = OnnxColbertEncoder(out, file_name=FP32_FILE, threads=1, metrics=False).onnx_config()
+            write_json(out / ONNX_CONFIG_NAME, settings)
             report = {
                 "kind": "colbert",
                 "source": {"id": options.model, "revision": revision},
@@ -374,7 +349,7 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
                 "model_type": model_type,
                 "fusions": fusions,
                 "dimension": layout.dimension,
-                "colbert": {key: value for key, value in onnx_config(layout, out).items()},
+                "colbert": settings,
                 "validation": {
                     "queries": len(splits[0][0]),
                     "documents": len(splits[0][1]),

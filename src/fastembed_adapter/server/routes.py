@@ -226,14 +226,7 @@ def _model_info(encoder: OnnxSentenceEncoder | OnnxColbertEncoder) -> dict[str, 
             "kind": "colbert",
             "dimension": encoder.get_embedding_dimension(),
             "max_seq_length": layout.document_length,
-            "colbert": {
-                "query_prefix": layout.query_prefix,
-                "document_prefix": layout.document_prefix,
-                "query_length": layout.query_length,
-                "document_length": layout.document_length,
-                "do_query_expansion": layout.do_query_expansion,
-                "attend_to_expansion_tokens": layout.attend_to_expansion_tokens,
-            },
+            "colbert": encoder.onnx_config(),
         }
     return {
         "kind": "dense",

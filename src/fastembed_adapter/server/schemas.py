@@ -231,16 +231,19 @@ def _truncate(data: dict[str, Any], settings: ServerSettings, prefix: str = "") 
     return truncate
 
 
+def _encoding_format(data: dict[str, Any]) -> str:
+    value: str = _optional(data, "encoding_format", str, "float")
+    if value not in ENCODING_FORMATS:
+        raise RequestValidationError(f"'encoding_format' must be one of {list(ENCODING_FORMATS)}, got {value!r}.")
+    return value
+
+
 def parse_openai(data: dict[str, Any], settings: ServerSettings) -> EmbedJob:
     """An OpenAI ``/v1/embeddings`` body. ``model`` is accepted whatever it names (one model per replica)."""
     texts, singular = _texts(data, "input", settings)
     _optional(data, "model", str)
     _optional(data, "user", str)
-    encoding_format = _optional(data, "encoding_format", str, "float")
-    if encoding_format not in ENCODING_FORMATS:
-        raise RequestValidationError(
-            f"'encoding_format' must be one of {list(ENCODING_FORMATS)}, got {encoding_format!r}."
-        )
+    encoding_format = _encoding_format(data)
     return EmbedJob(
         texts=texts,
         singular=singular,
@@ -333,11 +336,7 @@ def parse_embed_multi(data: dict[str, Any], settings: ServerSettings) -> EmbedJo
     """An ``/embed_multi`` body: ``inputs``, ``is_query`` (default false), ``prompt_name``, ``encoding_format``."""
     texts, singular = _texts(data, "inputs", settings)
     is_query: bool = _optional(data, "is_query", bool, False)
-    encoding_format = _optional(data, "encoding_format", str, "float")
-    if encoding_format not in ENCODING_FORMATS:
-        raise RequestValidationError(
-            f"'encoding_format' must be one of {list(ENCODING_FORMATS)}, got {encoding_format!r}."
-        )
+    encoding_format = _encoding_format(data)
     return EmbedJob(
         texts=texts,
         singular=singular,
