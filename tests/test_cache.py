@@ -111,3 +111,21 @@ def test_threads_share_one_encoder(encoder, uncached):
     for i, got in enumerate(results):
         shift = i % len(TEXTS)
         np.testing.assert_allclose(got, np.roll(expected, -shift, axis=0), atol=FP32_MAX_ABS)
+
+
+def test_get_or_compute_computes_only_the_misses_and_counts_them():
+    cache = EmbeddingCache(maxsize=8)
+    asked: list[list[int]] = []
+
+    def compute(missing: list[int]) -> list[np.ndarray]:
+        asked.append(missing)
+        return [np.full(2, float(i), dtype=np.float32) for i in missing]
+
+    values, hits, misses = cache.get_or_compute(["a", "b"], compute)
+    assert (hits, misses) == (0, 2) and asked == [[0, 1]]
+    values, hits, misses = cache.get_or_compute(["b", "c", "a"], compute)
+    assert (hits, misses) == (2, 1) and asked[-1] == [1]
+    np.testing.assert_array_equal(np.stack(values), [[1, 1], [1, 1], [0, 0]])  # b (was 1), c (computed at 1), a
+    off = EmbeddingCache(maxsize=0)
+    values, hits, misses = off.get_or_compute(["a"], compute)
+    assert (hits, misses) == (0, 0) and len(values) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +79,25 @@ class EmbeddingCache:
                 self._cache[key] = stored
                 while len(self._cache) > self.maxsize:
                     self._cache.popitem()
+
+    def get_or_compute(
+        self, keys: Sequence[Hashable], compute: Callable[[list[int]], list[np.ndarray]]
+    ) -> tuple[list[np.ndarray], int, int]:
+        """The value of every key: cached ones looked up, the others ``compute(their positions)`` and stored.
+
+        Returns the values in key order and the hit and miss counts (both 0 when the cache is disabled).
+        """
+        found = self.get_many(keys)
+        missing = [index for index, value in enumerate(found) if value is None]
+        if missing:
+            computed = compute(missing)
+            self.put_many([(keys[i], value) for i, value in zip(missing, computed, strict=True)])
+            for index, value in zip(missing, computed, strict=True):
+                found[index] = value
+        values = [value for value in found if value is not None]
+        if not self.enabled:
+            return values, 0, 0
+        return values, len(keys) - len(missing), len(missing)
 
     def info(self) -> CacheInfo:
         """Hits, misses and current size."""

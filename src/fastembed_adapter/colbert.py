@@ -399,17 +399,14 @@ class OnnxColbertEncoder:
         self, texts: list[str], side: _Side, batch_size: int, progress: bool, normalized: bool
     ) -> list[np.ndarray]:
         keys = [(side.is_query, normalized, text) for text in texts]
-        found = self._cache.get_many(keys)
-        missing = [index for index, vector in enumerate(found) if vector is None]
-        enabled = self._cache.enabled
-        self.metrics.call(len(texts), hits=len(texts) - len(missing) if enabled else 0, misses=len(missing) * enabled)
-        if missing:
+
+        def compute(missing: list[int]) -> list[np.ndarray]:
             rows = self._run([texts[i] for i in missing], side, batch_size, progress, normalized, full=False)
-            computed = [row["token_embeddings"] for row in rows]
-            self._cache.put_many([(keys[i], vector) for i, vector in zip(missing, computed, strict=True)])
-            for index, vector in zip(missing, computed, strict=True):
-                found[index] = vector
-        return [vector for vector in found if vector is not None]
+            return [row["token_embeddings"] for row in rows]
+
+        found, hits, misses = self._cache.get_or_compute(keys, compute)
+        self.metrics.call(len(texts), hits=hits, misses=misses)
+        return found
 
     def _run(
         self, texts: list[str], side: _Side, batch_size: int, progress: bool, normalized: bool, full: bool

@@ -686,17 +686,13 @@ class OnnxSentenceEncoder:
         keys: list[tuple[Any, ...]] = [(options, prompt or "", text) for text in texts]
         if not normalized:
             keys = [(*key, "before-normalize") for key in keys]
-        found = self._cache.get_many(keys)
-        missing = [index for index, vector in enumerate(found) if vector is None]
-        hits = len(texts) - len(missing) if self._cache.enabled else 0
-        self.metrics.call(len(texts), hits=hits, misses=len(missing) if self._cache.enabled else 0)
-        if missing:
-            computed = self._run(
-                [texts[i] for i in missing], prompt, batch_size, progress, "sentence_embedding", options, normalized
-            )
-            self._cache.put_many([(keys[i], vector) for i, vector in zip(missing, computed, strict=True)])
-            for index, vector in zip(missing, computed, strict=True):
-                found[index] = vector
+
+        def compute(missing: list[int]) -> list[Any]:
+            picked = [texts[i] for i in missing]
+            return self._run(picked, prompt, batch_size, progress, "sentence_embedding", options, normalized)
+
+        found, hits, misses = self._cache.get_or_compute(keys, compute)
+        self.metrics.call(len(texts), hits=hits, misses=misses)
         return found
 
     def _run(

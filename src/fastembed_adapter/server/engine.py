@@ -271,8 +271,6 @@ class ModelHost:
     async def _embed_multi(self, job: EmbedJob, arrival: Arrival | None) -> EmbedResult:
         encoder = self.colbert_encoder()
         is_query = job.output is Output.QUERY_TOKENS
-        if job.prompt_name is not None:
-            encoder.resolve_prompt(prompt_name=job.prompt_name)  # an unknown name is a 422 before queueing
         tokens = await self._colbert_lengths(encoder, job.texts, is_query, job.prompt_name, job.truncate)
         rows = await self.batcher.submit(job.texts, tokens, BatchKey(job.prompt_name, job.output), arrival)
         return EmbedResult([np.ascontiguousarray(row, dtype=np.float32) for row in rows], tokens)
@@ -280,11 +278,12 @@ class ModelHost:
     async def rerank(self, job: RerankJob, arrival: Arrival | None = None) -> RerankResult:
         """TEI's ``/rerank`` on a ColBERT model: each text's MaxSim score against the query, best first."""
         encoder = self.colbert_encoder()
-        tokens = await self._colbert_lengths(encoder, [job.query], True, None, job.truncate)
-        tokens += await self._colbert_lengths(encoder, job.texts, False, None, job.truncate)
+        query_tokens = await self._colbert_lengths(encoder, [job.query], True, None, job.truncate)
+        document_tokens = await self._colbert_lengths(encoder, job.texts, False, None, job.truncate)
+        tokens = query_tokens + document_tokens
         query, documents = await asyncio.gather(
-            self.batcher.submit([job.query], 0, BatchKey(None, Output.QUERY_TOKENS)),
-            self.batcher.submit(job.texts, tokens, BatchKey(None, Output.DOCUMENT_TOKENS), arrival),
+            self.batcher.submit([job.query], query_tokens, BatchKey(None, Output.QUERY_TOKENS)),
+            self.batcher.submit(job.texts, document_tokens, BatchKey(None, Output.DOCUMENT_TOKENS), arrival),
         )
         scores = colbert_scores([np.asarray(query[0])], list(documents))[0].astype(np.float64)
         if not job.raw_scores:
