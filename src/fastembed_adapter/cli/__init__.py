@@ -251,6 +251,9 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--max-body-bytes", int, "request body size; larger gets 413 (default 2097152)"),
         ("--cache-size", int, "LRU embedding cache entries per replica, 0 = off (default 1024)"),
         ("--drain-timeout", float, "seconds in-flight requests get after SIGTERM (default 30)"),
+        ("--header-timeout", float, "seconds a client gets to send a request's headers; then 408 (default 10)"),
+        ("--body-timeout", float, "seconds a client gets to send a request's body; then 408 (default 30)"),
+        ("--max-connections", int, "connections open at once; more get 503 and are closed (default 512)"),
     ):
         option(flag, type=kind, help=what)
     option(

@@ -68,6 +68,12 @@ class ServerMetrics:
             registry=registry,
             buckets=TOKEN_BUCKETS,
         )
+        self.connections_closed = Counter(
+            f"{PREFIX}_http_connections_closed_total",
+            "Connections the server closed early, by reason (header_timeout, body_timeout, connection_cap)",
+            ["reason"],
+            registry=registry,
+        )
         self.rejected = Counter(
             f"{PREFIX}_rejected_total",
             "Embedding requests refused before encoding, by reason (queue_full, not_ready)",

@@ -18,6 +18,7 @@ import uvicorn
 
 from .app import create_app
 from .engine import ModelHost, State
+from .protocol import guarded_protocol
 from .settings import ServerSettings
 
 __all__ = ["run"]
@@ -58,6 +59,12 @@ def run(settings: ServerSettings) -> int:
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
+        http=guarded_protocol(
+            settings.header_timeout,
+            settings.body_timeout,
+            settings.max_connections,
+            host.metrics.connections_closed,
+        ),
     )
     server = _DrainingServer(config, host)
 

@@ -78,6 +78,12 @@ class ServerSettings:
             be non-empty, without control characters or surrounding whitespace (any other
             Unicode is fine: clients send its UTF-8 bytes).
         drain_timeout: seconds in-flight requests get to finish after SIGTERM.
+        header_timeout: seconds a connection gets to send a request's line and headers (from
+            connecting, or from the first byte of its next request); then 408 and close.
+        body_timeout: seconds a request gets to send its whole body after its headers; then 408
+            and close.
+        max_connections: connections open at once; one more is answered 503 with ``Retry-After``
+            and closed.
         log_format: ``json`` (one object per line) or ``text``.
         log_level: logging level name for the service's loggers.
     """
@@ -98,6 +104,9 @@ class ServerSettings:
     cache_size: int = 1024
     api_key: str | None = field(default=None, repr=False)
     drain_timeout: float = 30.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 512
     log_format: str = "json"
     log_level: str = "info"
 
@@ -106,7 +115,14 @@ class ServerSettings:
             raise InvalidInputError(f"model must be a folder path or hub id, got {self.model!r}.")
         if not isinstance(self.port, int) or isinstance(self.port, bool) or not 0 <= self.port <= 65535:
             raise InvalidInputError(f"port must be an integer 0..65535, got {self.port!r}.")
-        for name in ("max_batch_texts", "max_batch_tokens", "max_queue", "max_inputs", "max_body_bytes"):
+        for name in (
+            "max_batch_texts",
+            "max_batch_tokens",
+            "max_queue",
+            "max_inputs",
+            "max_body_bytes",
+            "max_connections",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int):
                 raise InvalidInputError(f"{name} must be an integer, got {value!r}.")
@@ -116,6 +132,8 @@ class ServerSettings:
         _check_positive("max_batch_wait_ms", self.max_batch_wait_ms, allow_zero=True)
         _check_positive("cache_size", self.cache_size, allow_zero=True)
         _check_positive("drain_timeout", self.drain_timeout, allow_zero=True)
+        _check_positive("header_timeout", self.header_timeout)
+        _check_positive("body_timeout", self.body_timeout)
         if self.log_format not in LOG_FORMATS:
             raise InvalidInputError(f"log_format must be one of {list(LOG_FORMATS)}, got {self.log_format!r}.")
         if self.api_key is not None:
