@@ -11,6 +11,7 @@ EXPECTED = [
     "InferenceError",
     "InvalidInputError",
     "MissingExtraError",
+    "ModelAccessError",
     "ModelFolderError",
     "ModelNotFoundError",
     "OnnxColbertEncoder",
@@ -41,6 +42,8 @@ def test_exception_tree():
     assert issubclass(errors.CorruptModelError, errors.ModelFolderError)
     assert issubclass(errors.UnsupportedModelError, errors.ModelFolderError)
     assert issubclass(errors.ModelFolderError, OSError)
+    assert issubclass(errors.ModelAccessError, errors.ModelFolderError)
+    assert issubclass(errors.ModelAccessError, PermissionError)
     assert issubclass(errors.InferenceError, RuntimeError)
     assert issubclass(errors.MissingExtraError, ImportError)
     assert issubclass(errors.OutputExistsError, FileExistsError)

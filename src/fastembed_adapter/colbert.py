@@ -20,7 +20,7 @@ import numpy as np
 
 from .cache import CacheInfo, EmbeddingCache
 from .colbert_layout import ColbertLayout, read_colbert_layout
-from .errors import CorruptModelError, InvalidInputError, UnsupportedModelError
+from .errors import CorruptModelError, InvalidInputError, UnsupportedModelError, model_access
 from .hub import resolve_model
 from .late_interaction import colbert_scores, pad_tokens, pool_tokens
 from .metrics import EncoderMetrics
@@ -58,6 +58,7 @@ class OnnxColbertEncoder:
     array per text, in input order (queries ``(query_length, dim)`` with query expansion).
     """
 
+    @model_access()  # a model file this process may not read: ModelAccessError naming it
     def __init__(
         self,
         model_name_or_path: str | Path,

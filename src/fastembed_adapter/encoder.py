@@ -18,7 +18,7 @@ import numpy as np
 
 from .cache import CacheInfo, EmbeddingCache
 from .cpu import QuantTarget, detect_target
-from .errors import CorruptModelError, InvalidInputError
+from .errors import CorruptModelError, InvalidInputError, model_access
 from .hub import resolve_model
 from .layout import ModelLayout, read_layout
 from .metrics import EncoderMetrics
@@ -72,6 +72,7 @@ class OnnxSentenceEncoder:
     SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = SUPPORTED_SIMILARITY_FN_NAMES
 
     @renamed_kwargs(tokenizer_kwargs="processor_kwargs")
+    @model_access()  # a model file this process may not read: ModelAccessError naming it
     def __init__(
         self,
         model_name_or_path: str | Path,

@@ -8,6 +8,7 @@ class also subclasses the built-in exception callers already catch::
     ├── ModelFolderError(OSError)                   the model folder cannot be used
     │   ├── ModelNotFoundError(FileNotFoundError)   missing folder/file, unknown hub id
     │   ├── CorruptModelError                       sha256 mismatch, unreadable .onnx/tokenizer
+    │   ├── ModelAccessError(PermissionError)       a model file or folder this process may not read
     │   └── UnsupportedModelError                   unknown module, pooling mode or architecture
     ├── InferenceError(RuntimeError)                ONNX Runtime failed while running a batch
     ├── MissingExtraError(ImportError)              an optional extra is not installed
@@ -29,12 +30,17 @@ The benchmark's ``UnavailableError`` (a backend that cannot run here) stays insi
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 __all__ = [
     "CorruptModelError",
     "FastembedAdapterError",
     "InferenceError",
     "InvalidInputError",
     "MissingExtraError",
+    "ModelAccessError",
     "ModelFolderError",
     "ModelNotFoundError",
     "OutputExistsError",
@@ -61,6 +67,30 @@ class ModelNotFoundError(ModelFolderError, FileNotFoundError):
 
 class CorruptModelError(ModelFolderError):
     """A file exists but is damaged: sha256 mismatch, truncated or unreadable ONNX/tokenizer."""
+
+
+class ModelAccessError(ModelFolderError, PermissionError):
+    """A file or folder of the model exists, but this process has no permission to read it."""
+
+
+def access_error(exc: PermissionError) -> ModelAccessError:
+    """Our error for a ``PermissionError`` met while reading a model: the path and who we run as."""
+    who = f"user id {os.getuid()}" if hasattr(os, "getuid") else "this user"
+    return ModelAccessError(
+        f"Cannot read {str(exc.filename)!r}: permission denied for this process ({who}). Make the model "
+        "folder readable to it (e.g. chmod -R a+rX FOLDER) or run as the folder's owner."
+    )
+
+
+@contextmanager
+def model_access() -> Iterator[None]:
+    """Turn a raw ``PermissionError`` raised while loading a model into ``ModelAccessError``."""
+    try:
+        yield
+    except PermissionError as exc:
+        if isinstance(exc, FastembedAdapterError):
+            raise
+        raise access_error(exc) from exc
 
 
 class UnsupportedModelError(ModelFolderError):

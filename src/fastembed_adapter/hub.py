@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .cpu import detect_target
 from .errors import ModelFolderError, ModelNotFoundError
-from .layout import FP32_FILE, int8_file_name
+from .layout import FP32_FILE, int8_file_name, read_manifest
 
 __all__ = [
     "HubOptions",
@@ -81,6 +81,9 @@ def resolve_model(
     if isinstance(source, Path):
         onnx_dir = source / "onnx"
         files = [f"onnx/{p.name}" for p in onnx_dir.glob("*.onnx")] if onnx_dir.is_dir() else []
+        manifest = read_manifest(source)
+        if manifest is not None:  # a listed file that is gone is chosen as before, and the check reports it
+            files += [name for name in manifest.files if name.startswith("onnx/") and name.endswith(".onnx")]
         return source, choose_onnx_file(files, file_name, str(source))
     return _download(source, file_name, revision, HubOptions(cache_folder, local_files_only, token))
 

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .cpu import QuantTarget
-from .errors import CorruptModelError, ModelNotFoundError, UnsupportedModelError
+from .errors import CorruptModelError, ModelNotFoundError, UnsupportedModelError, access_error
 from .modules import DenseModule, LayerNormModule, NormalizeModule, PostModule
 
 __all__ = [
@@ -80,6 +80,8 @@ def read_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ModelNotFoundError(f"Missing file {str(path)!r} in the model folder.") from exc
+    except PermissionError as exc:
+        raise access_error(exc) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptModelError(f"Cannot read {str(path)!r} as JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -302,6 +304,8 @@ def read_modules(root: Path) -> list[dict[str, Any]]:
         )
     try:
         modules = json.loads(path.read_text(encoding="utf-8"))
+    except PermissionError as exc:
+        raise access_error(exc) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptModelError(f"Cannot read {str(path)!r} as JSON: {exc}") from exc
     if not isinstance(modules, list):
