@@ -73,7 +73,8 @@ def test_railway_toml_agrees_with_the_dockerfile_and_the_cli(monkeypatch):
     start_period = int(re.search(r"--start-period=(\d+)s", runtime).group(1))
     assert deploy["healthcheckTimeout"] >= start_period  # covers model loading
     assert deploy["restartPolicyType"] in ("ON_FAILURE", "ALWAYS") and deploy["restartPolicyMaxRetries"] > 0
-    assert deploy["drainingSeconds"] > ServerSettings(model="m").drain_timeout  # SIGKILL only after our drain
+    defaults = ServerSettings(model="m")
+    assert deploy["drainingSeconds"] > defaults.drain_grace + defaults.drain_timeout  # SIGKILL only after our drain
     # The start command, with the image's environment plus Railway's PORT, yields the intended settings.
     env = dockerfile_env(runtime)
     assert env["FEA_MODEL"] == "/app/model" and env["FEA_HOST"] == "0.0.0.0"

@@ -273,7 +273,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(prepared_base, tmp_path):
         f"POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
-    with live_server(prepared_base("bert"), tmp_path, "--drain-timeout", "20") as live:
+    with live_server(prepared_base("bert"), tmp_path, "--drain-timeout", "20", "--drain-grace", "2") as live:
         sock = socket.create_connection(("127.0.0.1", live.port), timeout=30)
         try:
             sock.sendall(head + body[:10])  # the request is in flight: half its body is still to come
@@ -289,14 +289,22 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(prepared_base, tmp_path):
                 assert time.monotonic() < deadline, "the request never reached the app"
                 time.sleep(0.02)
             live.process.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while True:  # new connections are refused once the listener is closed
+            signalled, health, served = time.monotonic(), [], []
+            deadline = signalled + 30
+            while True:  # the grace period: /health 503 and still serving; then connections are refused
                 try:
-                    httpx.get(f"{live.base_url}/health", timeout=1)
+                    health.append((time.monotonic() - signalled, httpx.get(f"{live.base_url}/health", timeout=1)))
+                    if not served:
+                        served.append(httpx.post(f"{live.base_url}/embed", json={"inputs": "during the grace"}))
                 except httpx.TransportError:
                     break
                 assert time.monotonic() < deadline, "still accepting connections after SIGTERM"
-                time.sleep(0.02)
+                time.sleep(0.05)
+            refused_after = time.monotonic() - signalled
+            assert health and {r.status_code for _, r in health} == {503}, [(t, r.status_code) for t, r in health]
+            assert health[0][1].json()["status"] == "draining"
+            assert served[0].status_code == 200  # a load balancer's last requests are still answered
+            assert 1.5 <= refused_after <= 10, refused_after  # --drain-grace 2, then the listener closes
             sock.sendall(body[10:])
             response = b""
             while not response.endswith(b"]]"):

@@ -1,7 +1,10 @@
 """``run``: serve one replica with uvicorn until SIGTERM/SIGINT, then drain and return an exit code.
 
-On SIGTERM the replica reports 503 on ``/health``, stops accepting connections, lets in-flight
-requests finish for up to ``drain_timeout`` seconds, stops the batcher and returns 0. uvicorn
+On SIGTERM the replica reports 503 on ``/health`` at once but keeps accepting and serving for
+``drain_grace`` seconds, so load balancers that poll ``/health`` see the 503 (not a refused
+connection) and stop routing here; then it stops accepting connections, lets in-flight requests
+finish for up to ``drain_timeout`` seconds, stops the batcher and returns 0. A second signal
+during the grace period skips the rest of it. uvicorn
 re-raises the captured signal after its shutdown; a no-op handler installed around ``run`` absorbs
 it, so the process exits 0 instead of dying by the signal. A model that fails to load stops the
 server and returns 1.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import threading
 from types import FrameType
 
 import uvicorn
@@ -30,14 +34,29 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class _DrainingServer(uvicorn.Server):
     """uvicorn's server, telling the host to drain the moment a stop signal arrives."""
 
-    def __init__(self, config: uvicorn.Config, host: ModelHost) -> None:
+    def __init__(self, config: uvicorn.Config, host: ModelHost, grace: float) -> None:
         super().__init__(config)
         self.host = host
+        self.grace = grace
+        self._grace_timer: threading.Timer | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Mark the replica draining (``/health`` → 503), then let uvicorn shut down gracefully."""
-        timeout = self.config.timeout_graceful_shutdown
-        logger.info("signal %d: draining (up to %ss for in-flight requests)", sig, timeout)
+        """Mark the replica draining (``/health`` → 503); after the grace period let uvicorn shut down gracefully."""
+        if self._grace_timer is None and self.grace > 0 and not self.should_exit:
+            logger.info(
+                "signal %d: draining; /health answers 503, serving on for %gs, then up to %ss for in-flight requests",
+                sig,
+                self.grace,
+                self.config.timeout_graceful_shutdown,
+            )
+            self.host.begin_drain()
+            self._grace_timer = threading.Timer(self.grace, super().handle_exit, (sig, None))
+            self._grace_timer.daemon = True
+            self._grace_timer.start()
+            return
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()  # a second signal: stop accepting now
+        logger.info("signal %d: draining (up to %ss for in-flight requests)", sig, self.config.timeout_graceful_shutdown)
         self.host.begin_drain()
         super().handle_exit(sig, frame)
 
@@ -66,7 +85,7 @@ def run(settings: ServerSettings) -> int:
             host.metrics.connections_closed,
         ),
     )
-    server = _DrainingServer(config, host)
+    server = _DrainingServer(config, host, settings.drain_grace)
 
     def stop_on_failure() -> None:
         server.should_exit = True

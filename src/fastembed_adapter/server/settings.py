@@ -77,7 +77,9 @@ class ServerSettings:
         api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>``; it must
             be non-empty, without control characters or surrounding whitespace (any other
             Unicode is fine: clients send its UTF-8 bytes).
-        drain_timeout: seconds in-flight requests get to finish after SIGTERM.
+        drain_timeout: seconds in-flight requests get to finish after SIGTERM (after ``drain_grace``).
+        drain_grace: seconds after SIGTERM during which ``/health`` answers 503 while the replica
+            still accepts and serves, so load balancers deregister it before connections are refused.
         header_timeout: seconds a connection gets to send a request's line and headers (from
             connecting, or from the first byte of its next request); then 408 and close.
         body_timeout: seconds a request gets to send its whole body after its headers; then 408
@@ -104,6 +106,7 @@ class ServerSettings:
     cache_size: int = 1024
     api_key: str | None = field(default=None, repr=False)
     drain_timeout: float = 30.0
+    drain_grace: float = 5.0
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 512
@@ -132,6 +135,7 @@ class ServerSettings:
         _check_positive("max_batch_wait_ms", self.max_batch_wait_ms, allow_zero=True)
         _check_positive("cache_size", self.cache_size, allow_zero=True)
         _check_positive("drain_timeout", self.drain_timeout, allow_zero=True)
+        _check_positive("drain_grace", self.drain_grace, allow_zero=True)
         _check_positive("header_timeout", self.header_timeout)
         _check_positive("body_timeout", self.body_timeout)
         if self.log_format not in LOG_FORMATS:
