@@ -14,6 +14,7 @@ from cli_support import run_in_process
 from fastembed_adapter import InvalidInputError
 from fastembed_adapter.server import ServerSettings, create_app
 from fastembed_adapter.server.errors import RequestValidationError
+from fastembed_adapter.server.routes import PUBLIC_PATHS, ROUTES
 from fastembed_adapter.server.schemas import MAX_JSON_DEPTH, parse_json
 from server_support import FP32_FILE, app_client
 
@@ -228,3 +229,39 @@ def test_many_brackets_in_strings_or_wide_lists_are_not_depth():
 def test_the_longest_allowed_integer_still_parses():
     limit = sys.get_int_max_str_digits()
     assert parse_json(b'{"n": ' + b"7" * limit + b"}")["n"] == int("7" * limit)
+
+
+# -- the API key guards every route but the health checks, unknown paths and methods included --------
+
+_ROUTE_CALLS = sorted({(method, route.path) for route in ROUTES for method in route.methods - {"HEAD"}})
+_OTHER_CALLS = [("GET", "/nope"), ("POST", "/v2/embeddings"), ("DELETE", "/embed"), ("GET", "/embed"), ("PUT", "/info")]
+
+
+def test_every_route_needs_the_key(folder):
+    """Without the key: 401 everywhere but the public health routes (a 404/405 does not reveal a route)."""
+
+    async def go():
+        async with app_client(create_app(settings(folder, api_key="s3cret"))) as client:
+            out = {}
+            for method, path in [*_ROUTE_CALLS, *_OTHER_CALLS]:
+                body = {"json": {"inputs": "x"}} if method in ("POST", "PUT") else {}
+                out[method, path] = (
+                    await client.request(method, path, **body),
+                    await client.request(method, path, headers={"Authorization": "Bearer wrong"}, **body),
+                    await client.request(method, path, headers={"Authorization": "Bearer s3cret"}, **body),
+                )
+            return out
+
+    results = asyncio.run(go())
+    assert len(results) >= 20
+    for (method, path), (missing, wrong, right) in results.items():
+        if path in PUBLIC_PATHS and method == "GET":
+            assert missing.status_code == wrong.status_code == right.status_code == 200, path
+            continue
+        for response in (missing, wrong):
+            assert response.status_code == 401, (method, path, response.status_code)
+            assert error_of(response)["type"] == "unauthorized"
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert right.status_code != 401, (method, path)
+    assert results["GET", "/nope"][2].status_code == 404 and results["DELETE", "/embed"][2].status_code == 405
+    assert results["GET", "/metrics"][2].status_code == results["GET", "/info"][2].status_code == 200
