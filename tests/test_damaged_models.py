@@ -175,14 +175,15 @@ def _without_read_override() -> list[str]:
 def test_every_file_unreadable(intact, tmp_path):
     folder, reference = intact
     np.save(tmp_path / "reference.npy", reference)
-    names = _files(folder) + ["onnx", "."]
+    names = [*_files(folder), "onnx", "."]
     copies = []
     for index, name in enumerate(names):
         copy = tmp_path / f"{index}"
         shutil.copytree(folder, copy)
         (copy / name).chmod(0)
         copies.append(str(copy))
-    command = [*_without_read_override(), sys.executable, "-c", _WORKER, json.dumps(TEXTS), str(tmp_path / "reference.npy")]
+    reference_file = str(tmp_path / "reference.npy")
+    command = [*_without_read_override(), sys.executable, "-c", _WORKER, json.dumps(TEXTS), reference_file]
     try:
         done = subprocess.run([*command, *copies], capture_output=True, text=True, timeout=300)
     finally:

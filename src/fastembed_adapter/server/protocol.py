@@ -73,10 +73,11 @@ def guarded_protocol(
             closed.labels(f"{phase}_timeout").inc()
             limit = header_timeout if phase == "header" else body_timeout
             what = "request line and headers" if phase == "header" else "request body"
-            self.logger.warning("closing the connection of %s: the %s did not arrive within %gs", self.client, what, limit)
+            self.logger.warning("closing the connection of %s: the %s took over %gs", self.client, what, limit)
             idle = self.cycle is None or self.cycle.response_complete  # no response being written now
             if idle if phase == "header" else not self.cycle.response_started:
-                self.transport.write(_response(408, "request_timeout", f"The {what} did not arrive within {limit:g} s."))
+                message = f"The {what} did not arrive within {limit:g} s."
+                self.transport.write(_response(408, "request_timeout", message))
             self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -56,7 +56,8 @@ class _DrainingServer(uvicorn.Server):
             return
         if self._grace_timer is not None:
             self._grace_timer.cancel()  # a second signal: stop accepting now
-        logger.info("signal %d: draining (up to %ss for in-flight requests)", sig, self.config.timeout_graceful_shutdown)
+        timeout = self.config.timeout_graceful_shutdown
+        logger.info("signal %d: draining (up to %ss for in-flight requests)", sig, timeout)
         self.host.begin_drain()
         super().handle_exit(sig, frame)
 
