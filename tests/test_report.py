@@ -68,7 +68,8 @@ ROW_KEYS = [*QUALITY_KEYS, "target", "encode_seconds", "passed", "failures"]
 
 FP32_ROW = ValidationFigures(Quality(0.99999, 0.999991, 1.2e-6, 1.0, 10, 222), QualityTarget(0.9999), 0.5)
 INT8_QUALITY = Quality(0.9912, 0.99712, 0.0213, 0.9612, 10, 222)
-INT8_ROW = ValidationFigures(INT8_QUALITY, INT8_TARGET, 0.25)
+HELD_OUT = Quality(0.9931, 0.99801, 0.018, 0.9713, 10, 166)
+INT8_ROW = ValidationFigures.measure(INT8_QUALITY, INT8_TARGET, 0.25, HELD_OUT)
 FAILING = ValidationFigures.measure(Quality(0.9801, 0.99512, 0.05, 0.9412, 10, 222), INT8_TARGET, 0.3004)
 SENSITIVE = {"fp32_matmuls": ["/l0/MatMul", "/l1/MatMul"], "mask_free_attention": True}
 
@@ -123,6 +124,11 @@ def test_validation_figures_measure_and_json():
     )
     passing = ValidationFigures.measure(INT8_QUALITY, INT8_TARGET, 1.23456)
     assert passing.passed and passing.failures == () and passing.encode_seconds == 1.235
+    unseen = ValidationFigures.measure(INT8_QUALITY, INT8_TARGET, 1.0, Quality(0.977, 0.998, 0.05, 0.938, 10, 166))
+    assert not unseen.passed  # the validation split passes; the held-out one does not
+    assert unseen.failures == ("held-out: min cosine 0.9770 < 0.99", "held-out: top-10 agreement 0.9380 < 0.95")
+    assert ValidationFigures.from_json(unseen.to_json()) == unseen
+    assert list(unseen.to_json())[-1] == "held_out"
     row = FAILING.to_json()
     assert list(row) == ROW_KEYS
     assert row["target"] == {"min_cosine": 0.99, "mean_cosine": 0.997, "topk_agreement": 0.95}
@@ -142,7 +148,8 @@ def test_recipe_rows():
     sensitive = RecipeResult.measured("per-token-sensitive-fp32", INT8_ROW, 24, SENSITIVE)
     assert sensitive.passed and sensitive.result == "pass" and sensitive.fp32_matmuls == ["/l0/MatMul", "/l1/MatMul"]
     row = sensitive.to_json()
-    assert list(row) == ["recipe", *ROW_KEYS, "size_bytes", "result", "fp32_matmuls", "mask_free_attention"]
+    assert list(row) == ["recipe", *ROW_KEYS, "held_out", "size_bytes", "result", "fp32_matmuls", "mask_free_attention"]
+    assert RecipeResult.from_json(row) == sensitive
     assert row["size_bytes"] == 24 and row["mask_free_attention"] is True
 
 
@@ -202,17 +209,18 @@ def test_markdown():
     ]
     assert lines[8].startswith("222 built-in texts")
     assert (
-        f"| `{FP32}` | 1.0000 | 0.99999 | 0.00000 | 1.000 | 0.50 | min ≥ 0.9999, mean ≥ 0.0, top-10 ≥ 0.0 | pass |"
+        f"| `{FP32}` | 1.0000 | 0.99999 | 0.00000 | 1.000 | - | 0.50 | min ≥ 0.9999, mean ≥ 0.0, top-10 ≥ 0.0 | pass |"
     ) in lines
     assert (
-        f"| `{INT8}` | 0.9912 | 0.99712 | 0.02130 | 0.961 | 0.25 | min ≥ 0.99, mean ≥ 0.997, top-10 ≥ 0.95 | pass |"
+        f"| `{INT8}` | 0.9912 | 0.99712 | 0.02130 | 0.961 | 0.9931 / 0.99801 / 0.971 | 0.25 "
+        "| min ≥ 0.99, mean ≥ 0.997, top-10 ≥ 0.95 | pass |"
     ) in lines
     recipes = lines[lines.index("## INT8 recipes tried") :]
     assert recipes[6:9] == [
-        "| dynamic | - | - | - | - | - | - | error: RuntimeError: boom |",
-        "| per-token | 0.9801 | 0.99512 | 0.941 | 0.30 | 23.6 | 0 | min cosine 0.9801 < 0.99; "
+        "| dynamic | - | - | - | - | - | - | - | error: RuntimeError: boom |",
+        "| per-token | 0.9801 | 0.99512 | 0.941 | - | 0.30 | 23.6 | 0 | min cosine 0.9801 < 0.99; "
         "mean cosine 0.9951 < 0.997; top-10 agreement 0.9412 < 0.95 |",
-        "| per-token-sensitive-fp32 | 0.9912 | 0.99712 | 0.961 | 0.25 | 24.0 | 2 | pass |",
+        "| per-token-sensitive-fp32 | 0.9912 | 0.99712 | 0.961 | 0.9931 / 0.99801 / 0.971 | 0.25 | 24.0 | 2 | pass |",
     ]
     assert (
         "`per-token-sensitive-fp32` kept FP32 (most error added on the calibration texts first): "

@@ -23,6 +23,7 @@ __all__ = [
     "TOPICS",
     "VERBS",
     "calibration_texts",
+    "held_out_texts",
     "load_texts",
     "retrieval_set",
     "validation_texts",
@@ -195,6 +196,86 @@ def calibration_texts() -> list[str]:
     """Texts for calibration statistics, disjoint from :func:`validation_texts`."""
     held_out = set(validation_texts())
     return [text for text in _build(seed=1234, n_sentences=160, n_long=40) if text not in held_out]
+
+
+# Held out: the kinds of text where INT8 files break (whitespace, lone symbols, emoji, very short
+# queries, single words of other scripts, code, numbers), none of them in the validation or
+# calibration sets, plus sentences and long passages drawn with other seeds.
+HELD_OUT_EDGE = [
+    "\t",
+    "\n",
+    "  \n  ",
+    "    ",
+    "\u00a0",
+    "\u3000",
+    "#",
+    "@",
+    "%",
+    "…",
+    "—",
+    "x",
+    "7",
+    "no",
+    "why?",
+    "👍",
+    "❤️",
+    "😂😂😂",
+    "🇩🇪",
+    "👩\u200d💻",
+    "🎉 congrats!",
+    "привет",
+    "日本",
+    "مرحبا",
+    "नमस्ते",
+    "שלום",
+    "안녕",
+    "...",
+    "!!!",
+    "a b c d e f g",
+    "lowercase only no punctuation at all",
+]
+HELD_OUT_QUERIES_DENSE = [
+    "weather tomorrow",
+    "pasta recipe",
+    "reset router",
+    "bitcoin price",
+    "nearest pharmacy",
+    "jobs in berlin",
+    "how to tie a tie",
+    "sql join types",
+    "iphone battery drain",
+    "cheap hotels rome",
+    "what is rag",
+    "dog food allergy",
+    "learn guitar fast",
+    "tax deadline",
+    "java null pointer",
+]
+HELD_OUT_CODE = [
+    "while True: pass",
+    "x = [i * i for i in range(10)]",
+    "SELECT * FROM orders WHERE id = 42;",
+    "npm install --save-dev typescript",
+    "#include <stdio.h>",
+    "curl -s https://example.com | jq .",
+]
+HELD_OUT_NUMBERS = [
+    "42",
+    "3.14",
+    "2025-12-01",
+    "+49 30 1234567",
+    "100%",
+    "$5",
+    "v1.2.3",
+]
+
+
+def held_out_texts() -> list[str]:
+    """Texts ``prepare`` validates on after the recipe search, which never sees them (disjoint from both sets)."""
+    seen = set(validation_texts()) | set(calibration_texts())
+    fixed = HELD_OUT_EDGE + HELD_OUT_QUERIES_DENSE + HELD_OUT_CODE + HELD_OUT_NUMBERS
+    texts = fixed + _build(seed=4242, n_sentences=80, n_long=24)
+    return [text for text in dict.fromkeys(texts) if text not in seen]
 
 
 def load_texts(path: Path) -> list[str]:
