@@ -265,3 +265,18 @@ def test_every_route_needs_the_key(folder):
         assert right.status_code != 401, (method, path)
     assert results["GET", "/nope"][2].status_code == 404 and results["DELETE", "/embed"][2].status_code == 405
     assert results["GET", "/metrics"][2].status_code == results["GET", "/info"][2].status_code == 200
+
+
+def test_a_whole_float_is_an_integer_and_a_fraction_is_not(folder):
+    """JSON Schema's integer: ``dimensions: 8.0`` is 8 (generated clients send it); 8.5 is a 422 naming it."""
+
+    async def go():
+        async with app_client(create_app(settings(folder))) as client:
+            whole = await client.post("/v1/embeddings", json={"input": "x", "dimensions": 8.0})
+            fraction = await client.post("/v1/embeddings", json={"input": "x", "dimensions": 8.5})
+            return whole, fraction
+
+    whole, fraction = asyncio.run(go())
+    assert whole.status_code == 200 and len(whole.json()["data"][0]["embedding"]) == 8
+    assert fraction.status_code == 422
+    assert error_of(fraction)["message"] == "'dimensions' must be an int, got float (8.5)."

@@ -456,7 +456,7 @@ def test_the_route_table_lists_every_tei_route():
     for path in ("/", "/health", "/ping", "/info", "/metrics", "/v1/models"):
         assert (path, "GET") in table, path
     assert {route.path for route in ROUTES} == API_PATHS
-    assert {"/health", "/", "/ping"} == PUBLIC_PATHS
+    assert {"/health", "/", "/ping", "/openapi.json", "/docs"} == PUBLIC_PATHS
 
 
 def test_not_ready_applies_to_the_new_routes(tmp_path):

@@ -31,8 +31,10 @@ from ..colbert import OnnxColbertEncoder
 from ..extras import versions
 from ..modules import normalize
 from .batching import Arrival
+from .docs import docs_page
 from .engine import EmbedResult, ModelHost, RerankResult, State, TokenizeResult
 from .errors import PayloadTooLargeError, error_body
+from .openapi import openapi_schema
 from .schemas import (
     EmbedJob,
     RerankJob,
@@ -288,6 +290,9 @@ async def error_response(request: Request, exc: Exception) -> Response:
     """Exception handler: the error → status table applied to ``exc``, as JSON."""
     request_id = getattr(request.state, "request_id", None)
     status, body, headers = error_body(exc, request_id)
+    if status == 405:  # a 405 must name the allowed methods: all the path's routes', not the first one's
+        allowed = {method for route in ROUTES if route.path == request.url.path for method in route.methods or ()}
+        headers["Allow"] = ", ".join(sorted(allowed))
     request.state.error = type(exc).__name__
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -315,8 +320,10 @@ ROUTES = [
     Route("/info", info, methods=["GET"]),
     Route("/v1/models", models, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi_schema, methods=["GET"]),
+    Route("/docs", docs_page, methods=["GET"]),
 ]
 # The metrics' ``endpoint`` label takes these values (anything else is ``other``).
 API_PATHS = frozenset(route.path for route in ROUTES)
-# GET (and HEAD) of these need no API key: the health checks.
-PUBLIC_PATHS = frozenset({"/health", "/", "/ping"})
+# GET (and HEAD) of these need no API key: the health checks and the API docs.
+PUBLIC_PATHS = frozenset({"/health", "/", "/ping", "/openapi.json", "/docs"})

@@ -205,9 +205,12 @@ def _optional(data: dict[str, Any], name: str, kind: type, default: Any = None, 
     value = data.get(name)
     if value is None:
         return default
+    if kind is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)  # JSON Schema's integer: 1.0 is one (generated clients send it)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        article = "an" if kind.__name__[0] in "aeiou" else "a"
         raise RequestValidationError(
-            f"'{prefix}{name}' must be a {kind.__name__}, got {type(value).__name__} ({value!r:.40})."
+            f"'{prefix}{name}' must be {article} {kind.__name__}, got {type(value).__name__} ({value!r:.40})."
         )
     return value
 
