@@ -357,7 +357,7 @@ def test_a_recipe_that_raises_is_reported_and_the_search_goes_on(make_st_model, 
     first, second = report["recipes"][:2]
     assert first["recipe"] == "dynamic" and first["result"] == "error: RuntimeError: simulated ONNX Runtime failure"
     assert report["recipe"] == second["recipe"] != "dynamic"
-    assert "| dynamic | - | - | - | - | - | - | error: RuntimeError" in (out / "REPORT.md").read_text(encoding="utf-8")
+    assert "| dynamic | - | - | - | - | - | - | - | error: RuntimeError" in (out / "REPORT.md").read_text(encoding="utf-8")
     # a forced recipe that raises is an error of the whole command
     with pytest.raises(RuntimeError, match="simulated"):
         run_prepare(make_st_model(TinySpec(arch="bert")), tmp_path / "forced", recipe="dynamic")
@@ -432,3 +432,28 @@ def test_transformers_js_layout_is_written_inside_the_output(make_st_model, tmp_
     assert "transformers.js/onnx/model_quantized.onnx" in manifest["files"]
     with pytest.raises(InvalidInputError, match="Unknown layout"):
         PrepareOptions(model="x", output=tmp_path / "y", layouts=("tfjs",))
+
+
+def test_the_held_out_split_gates_every_file(make_st_model, tmp_path, monkeypatch):
+    """A file that passes on the validation texts but not on the held-out ones is not published."""
+    from fastembed_adapter.prepare import pipeline
+    from fastembed_adapter.texts import held_out_texts
+
+    real, unseen = pipeline._encode_onnx, held_out_texts()
+
+    def worse_on_unseen_texts(folder, file_name, texts, threads):
+        embeddings, seconds = real(folder, file_name, texts, threads)
+        if file_name != "onnx/model.onnx" and texts == unseen:
+            embeddings = embeddings.copy()
+            embeddings[0] = -embeddings[0]  # one held-out text far off: min cosine -1 there only
+        return embeddings, seconds
+
+    monkeypatch.setattr(pipeline, "_encode_onnx", worse_on_unseen_texts)
+    with pytest.raises(ValidationFailedError, match=r"dynamic: held-out: min cosine -1\.0000 < 0\.9\)"):
+        run_prepare(make_st_model(TinySpec("bert")), tmp_path / "out", recipe="dynamic")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(pipeline, "_encode_onnx", real)
+    report = run_prepare(make_st_model(TinySpec("bert")), tmp_path / "ok", recipe="dynamic")
+    row = report["validation"]["files"][report["default_file"]]
+    assert report["validation"]["held_out_texts"] == len(unseen) and row["held_out"]["texts"] == len(unseen)
+    assert "held-out min / mean / top-10" in (tmp_path / "ok" / "REPORT.md").read_text(encoding="utf-8")

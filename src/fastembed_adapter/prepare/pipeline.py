@@ -23,7 +23,7 @@ from ..errors import InvalidInputError, ModelNotFoundError, ValidationFailedErro
 from ..extras import versions
 from ..hub import check_model_source, download_snapshot
 from ..layout import FP32_FILE, MANIFEST_NAME, int8_file_name, onnx_size, read_json, read_layout
-from ..texts import calibration_texts, load_texts, validation_texts
+from ..texts import calibration_texts, held_out_texts, load_texts, validation_texts
 from .compat import loadable
 from .export import export_optimized
 from .quantize import RECIPES, Calibration, Recipe, quantize_int8
@@ -134,6 +134,15 @@ def _encode_onnx(folder: Path, file_name: str, texts: list[str], threads: int | 
     return embeddings, time.perf_counter() - start
 
 
+def _measure(run: _Run, out: Path, file_name: str, target: QualityTarget) -> ValidationFigures:
+    """One ONNX file on the validation texts (timed) and on the held-out ones, both held to ``target``."""
+    embeddings, seconds = _encode_onnx(out, file_name, run.texts, run.options.threads)
+    held_out, _ = _encode_onnx(out, file_name, run.held_out, run.options.threads)
+    return ValidationFigures.measure(
+        compare(run.reference, embeddings), target, seconds, compare(run.held_out_reference, held_out)
+    )
+
+
 def _texts_hash(texts: list[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
 
@@ -147,6 +156,8 @@ class _Run:
     texts: list[str]
     calibration: list[str]
     timer: _Timer
+    held_out: list[str] = field(default_factory=held_out_texts)  # never seen by the recipe search or calibration
+    held_out_reference: np.ndarray = field(default_factory=lambda: np.empty(0))
     source: Path = Path()
     revision: str | None = None
     model: Any = None
@@ -224,15 +235,15 @@ def _validate_fp32(run: _Run, out: Path) -> None:
     """PyTorch's reference embeddings, and the FP32 gate on the optimized ONNX file."""
     options = run.options
     run.reference = np.asarray(run.model.encode(run.texts, batch_size=32, convert_to_numpy=True))
-    embeddings, seconds = _encode_onnx(out, FP32_FILE, run.texts, options.threads)
-    row = ValidationFigures.measure(
-        compare(run.reference, embeddings), QualityTarget(min_cosine=options.min_cosine_fp32), seconds
-    )
+    run.held_out_reference = np.asarray(run.model.encode(run.held_out, batch_size=32, convert_to_numpy=True))
+    row = _measure(run, out, FP32_FILE, QualityTarget(min_cosine=options.min_cosine_fp32))
     run.files[FP32_FILE] = row
     if not row.passed:
+        worst = min(row.quality.min_cosine, row.held_out.min_cosine if row.held_out else 1.0)
         raise ValidationFailedError(
-            f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {row.quality.min_cosine:.6f} "
-            f"< {options.min_cosine_fp32}. No INT8 recipe was tried and nothing was written."
+            f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {worst:.6f} "
+            f"< {options.min_cosine_fp32} ({'; '.join(row.failures)}). No INT8 recipe was tried and nothing "
+            "was written."
         )
 
 
@@ -241,7 +252,7 @@ def _quantize(run: _Run, out: Path, target: QuantTarget) -> None:
     options = run.options
     int8_name = int8_file_name(target)
     calibration = Calibration(out, tuple(run.calibration), options.threads)
-    chosen = _search_recipes(out, int8_name, target, options, run.texts, run.reference, run.recipes, calibration)
+    chosen = _search_recipes(run, out, int8_name, target, calibration)
     if chosen is None and not options.allow_fp32_fallback:
         raise ValidationFailedError(_failure_message(options, run.recipes))
     if chosen is None:
@@ -273,6 +284,7 @@ def _write(run: _Run, out: Path) -> Report:
         pooling=tuple(mode.value for mode in layout.pooling.modes),
         normalize=layout.normalize,
         validation_texts=len(run.texts),
+        held_out_texts=len(run.held_out),
         files=dict(run.files),
         recipes=tuple(run.recipes),
         benchmark=run.bench,
@@ -307,27 +319,24 @@ def transformer_dir(source: Path) -> Path:
 
 
 def _search_recipes(
-    out: Path,
-    int8_name: str,
-    target: QuantTarget,
-    options: PrepareOptions,
-    texts: list[str],
-    reference: np.ndarray,
-    tried: list[RecipeResult],
-    calibration: Calibration,
+    run: _Run, out: Path, int8_name: str, target: QuantTarget, calibration: Calibration
 ) -> tuple[str, ValidationFigures] | None:
-    """Try recipes in order of expected speed; keep the first whose INT8 file meets the quality target."""
+    """Try recipes in order of expected speed; keep the first whose INT8 file meets the quality target.
+
+    The target must hold on the validation texts and on the held-out ones; calibration and every
+    recipe's own choices (smoothing, outliers, sensitive MatMuls) see only the calibration texts.
+    """
+    options, tried = run.options, run.recipes
     candidates: list[Recipe] = [RECIPES[options.recipe]] if options.recipe else list(RECIPES.values())
     for recipe in candidates:
         try:
             details = quantize_int8(out / FP32_FILE, out / int8_name, target, recipe, calibration)
-            embeddings, seconds = _encode_onnx(out, int8_name, texts, options.threads)
+            row = _measure(run, out, int8_name, options.int8_target)
         except Exception as exc:  # one broken recipe must not stop the search; the report says why
             if options.recipe:
                 raise
             tried.append(RecipeResult.errored(recipe.name, exc))
             continue
-        row = ValidationFigures.measure(compare(reference, embeddings), options.int8_target, seconds)
         tried.append(RecipeResult.measured(recipe.name, row, onnx_size(out / int8_name), details))
         if row.passed:
             return recipe.name, row

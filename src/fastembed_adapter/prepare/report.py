@@ -203,6 +203,7 @@ class Report:
     versions: Mapping[str, str]
     machine: Machine
     sizes: Mapping[str, int]  # bytes per ONNX file, external weights included
+    held_out_texts: int = 0  # texts of the held-out split every file was also held to
 
     def _files_json(self) -> dict[str, Any]:
         return {name: figures.to_json() for name, figures in self.files.items()}
@@ -224,7 +225,11 @@ class Report:
             "max_seq_length": self.max_seq_length,
             "pooling": list(self.pooling),
             "normalize": self.normalize,
-            "validation": {"texts": self.validation_texts, "files": self._files_json()},
+            "validation": {
+                "texts": self.validation_texts,
+                "held_out_texts": self.held_out_texts,
+                "files": self._files_json(),
+            },
             "recipes": [row.to_json() for row in self.recipes],
             "benchmark": self.benchmark.to_json() if self.benchmark else {},
             "timings": dict(self.timings),
@@ -275,6 +280,7 @@ class Report:
             pooling=tuple(data["pooling"]),
             normalize=data["normalize"],
             validation_texts=validation["texts"],
+            held_out_texts=validation.get("held_out_texts", 0),
             files={name: ValidationFigures.from_json(row) for name, row in validation["files"].items()},
             recipes=tuple(RecipeResult.from_json(row) for row in data["recipes"]),
             benchmark=QuickBenchmark.from_json(data["benchmark"]) if data["benchmark"] else None,
@@ -367,7 +373,7 @@ def render_markdown(report: Report | Mapping[str, Any]) -> str:
         "## Validation against PyTorch `SentenceTransformer.encode()`",
         "",
         f"{report.validation_texts} built-in texts (queries, sentences, long passages, 20+ languages, code, "
-        "numbers/URLs), and a held-out split (whitespace, lone symbols, emoji, very short queries, single "
+        f"numbers/URLs), and a held-out split of {report.held_out_texts} texts (whitespace, lone symbols, emoji, very short queries, single "
         "words of other scripts, code, numbers, other sentences and passages) that no recipe search or "
         "calibration ever sees; a file must meet its target on both.",
         "",
