@@ -79,16 +79,18 @@ class Connection:
     async def open(cls, port: int) -> Connection:
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes, bool]:
+        """``(status, body, whether a Retry-After header came)``."""
         head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         self.writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
         status = int((await self.reader.readline()).split()[1])
-        length = 0
+        length, retry_after = 0, False
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
-        return status, await self.reader.readexactly(length)
+            retry_after = retry_after or name.strip().lower() == b"retry-after"
+        return status, await self.reader.readexactly(length), retry_after
 
     def close(self) -> None:
         self.writer.close()
@@ -99,7 +101,9 @@ async def level(port: int, concurrency: int, requests: int, offset: int, texts_p
     async with httpx.AsyncClient(base_url=base_url, timeout=120.0) as client:
         before = batch_stats((await client.get("/metrics")).text)
     latencies: list[float] = []
+    accepted: list[float] = []  # latencies of the 200s alone (under overload most answers are fast 429s)
     statuses: dict[int, int] = {}
+    missing_retry_after = 0
     counter = iter(range(requests))
     connections = [await Connection.open(port) for _ in range(concurrency)]
 
@@ -108,9 +112,13 @@ async def level(port: int, concurrency: int, requests: int, offset: int, texts_p
             n = offset + i * texts_per_request
             payload = {"input": [text(n + k) for k in range(texts_per_request)], "model": "bench"}
             start = time.perf_counter()
-            status, body = await connection.post("/v1/embeddings", json.dumps(payload).encode())
+            status, body, retry_after = await connection.post("/v1/embeddings", json.dumps(payload).encode())
             latencies.append(time.perf_counter() - start)
             statuses[status] = statuses.get(status, 0) + 1
+            if status == 200:
+                accepted.append(latencies[-1])
+            nonlocal missing_retry_after
+            missing_retry_after += status == 429 and not retry_after
             if status == 200 and i == 0:
                 assert len(json.loads(body)["data"]) == texts_per_request
 
@@ -133,6 +141,9 @@ async def level(port: int, concurrency: int, requests: int, offset: int, texts_p
         "p95_ms": round(percentile(latencies, 95) * 1000, 2),
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),
         "mean_batch_texts": round(texts / batches, 2) if batches else None,
+        "accepted_p50_ms": round(percentile(accepted, 50) * 1000, 2) if accepted else None,
+        "accepted_p95_ms": round(percentile(accepted, 95) * 1000, 2) if accepted else None,
+        "429_without_retry_after": missing_retry_after,
     }
 
 
@@ -189,6 +200,18 @@ def render(report: dict[str, Any]) -> str:
             f"| {row['concurrency']} | {row['requests_per_s']} | {row['texts_per_s']} | {row['p50_ms']} | "
             f"{row['p95_ms']} | {row['p99_ms']} | {row['mean_batch_texts']} | {row['statuses']} |"
         )
+    overload = report.get("overload")
+    if overload:
+        row = overload["level"]
+        lines += [
+            "",
+            f"**Overload**: a second server with `--max-queue {overload['max_queue']}`, "
+            f"{row['requests']} requests at concurrency {row['concurrency']}: statuses {row['statuses']} "
+            f"({row['429_without_retry_after']} 429s without `Retry-After`); accepted requests p50 "
+            f"{row['accepted_p50_ms']} ms, p95 {row['accepted_p95_ms']} ms, against p95 "
+            f"{overload['unloaded_p95_ms']} ms at concurrency {overload['unloaded_concurrency']} within the queue; "
+            f"5xx: {sum(n for code, n in row['statuses'].items() if code.startswith('5'))}.",
+        ]
     base = report["in_process"]
     lines += [
         "",
@@ -210,29 +233,50 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="server ONNX Runtime threads (default: usable CPUs)")
     parser.add_argument("--max-batch-wait-ms", type=float, default=2.0)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "serve")
+    parser.add_argument(
+        "--overload-queue",
+        type=int,
+        default=8,
+        help="then run a server with this --max-queue at the highest concurrency (0: skip)",
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "FEA_CACHE_SIZE": "0", "FEA_LOG_LEVEL": "warning", "FEA_MAX_QUEUE": str(max(levels) * 2)}
-    command = [sys.executable, "-m", "fastembed_adapter.cli", "serve", "--model", args.model]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--max-batch-wait-ms", str(args.max_batch_wait_ms)]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
-    process = subprocess.Popen(command, env=env)
-    try:
-        wait_ready(base_url, process)
-        info = httpx.get(f"{base_url}/info").json()
-        asyncio.run(level(port, 4, 40, 50_000_000, args.texts_per_request))  # warm-up
-        results = []
-        for index, concurrency in enumerate(levels):
-            row = asyncio.run(level(port, concurrency, args.requests, index * 1_000_000, args.texts_per_request))
-            print(json.dumps(row), file=sys.stderr)
-            results.append(row)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+    results: list[dict[str, Any]] = []
+
+    def run_levels(max_queue: int, concurrencies: list[int], offset: int) -> dict[str, Any]:
+        port = free_port()
+        env = {**os.environ, "FEA_CACHE_SIZE": "0", "FEA_LOG_LEVEL": "warning", "FEA_MAX_QUEUE": str(max_queue)}
+        command = [sys.executable, "-m", "fastembed_adapter.cli", "serve", "--model", args.model]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--max-batch-wait-ms", str(args.max_batch_wait_ms)]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        process = subprocess.Popen(command, env=env)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", process)
+            info = httpx.get(f"http://127.0.0.1:{port}/info").json()
+            asyncio.run(level(port, 4, 40, 50_000_000 + offset, args.texts_per_request))  # warm-up
+            for index, concurrency in enumerate(concurrencies):
+                start = offset + index * 1_000_000
+                row = asyncio.run(level(port, concurrency, args.requests, start, args.texts_per_request))
+                print(json.dumps(row), file=sys.stderr)
+                results.append(row)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+        return dict(info)
+
+    info = run_levels(max(levels) * 2, levels, 0)
+    overload = None
+    if args.overload_queue:
+        within = [row for row in results if row["concurrency"] <= args.overload_queue]
+        run_levels(args.overload_queue, [max(levels)], 100_000_000)
+        overload = {
+            "max_queue": args.overload_queue,
+            "level": results.pop(),
+            "unloaded_concurrency": within[-1]["concurrency"] if within else None,
+            "unloaded_p95_ms": within[-1]["p95_ms"] if within else None,
+        }
     baseline = in_process(args.model, info["threads"], min(args.requests, 400))
     by_c = {row["concurrency"]: row for row in results}
     report = {
@@ -249,6 +293,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "versions": info["versions"],
         "levels": results,
+        "overload": overload,
         "in_process": baseline,
         "overhead_ms_p50": round(by_c[levels[0]]["p50_ms"] - baseline["p50_ms"], 2) if levels[0] == 1 else None,
         "speedup_c16_vs_c1": round(by_c[16]["texts_per_s"] / by_c[1]["texts_per_s"], 2)
