@@ -357,7 +357,8 @@ def test_a_recipe_that_raises_is_reported_and_the_search_goes_on(make_st_model, 
     first, second = report["recipes"][:2]
     assert first["recipe"] == "dynamic" and first["result"] == "error: RuntimeError: simulated ONNX Runtime failure"
     assert report["recipe"] == second["recipe"] != "dynamic"
-    assert "| dynamic | - | - | - | - | - | - | - | error: RuntimeError" in (out / "REPORT.md").read_text(encoding="utf-8")
+    markdown = (out / "REPORT.md").read_text(encoding="utf-8")
+    assert "| dynamic | - | - | - | - | - | - | - | error: RuntimeError" in markdown
     # a forced recipe that raises is an error of the whole command
     with pytest.raises(RuntimeError, match="simulated"):
         run_prepare(make_st_model(TinySpec(arch="bert")), tmp_path / "forced", recipe="dynamic")

@@ -85,15 +85,23 @@ class EmbeddingCache:
     ) -> tuple[list[np.ndarray], int, int]:
         """The value of every key: cached ones looked up, the others ``compute(their positions)`` and stored.
 
+        A key missing more than once is computed once (at its first position) and every copy gets that
+        value: a vector can move with its batch (INT8), and the cache holds one per key, so a later hit
+        must equal every row this call returned for it.
+
         Returns the values in key order and the hit and miss counts (both 0 when the cache is disabled).
         """
         found = self.get_many(keys)
         missing = [index for index, value in enumerate(found) if value is None]
         if missing:
-            computed = compute(missing)
-            self.put_many([(keys[i], value) for i, value in zip(missing, computed, strict=True)])
-            for index, value in zip(missing, computed, strict=True):
-                found[index] = value
+            first: dict[Hashable, int] = {}
+            for index in missing:
+                first.setdefault(keys[index], index)
+            computed = dict(zip(first, compute(list(first.values())), strict=True))
+            self.put_many(list(computed.items()))
+            for index in missing:
+                value = computed[keys[index]]
+                found[index] = value if first[keys[index]] == index else value.copy()
         values = [value for value in found if value is not None]
         if not self.enabled:
             return values, 0, 0

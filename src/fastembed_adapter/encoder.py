@@ -61,6 +61,11 @@ _OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 _ENCODE_KWARGS = ("task", "processing_kwargs")  # the extra keywords ST's encode() takes on a model without a Router
 
 
+def _as_int(value: Any) -> Any:
+    """A numpy integer (``np.int64(32)``) as the Python int it stands for, as ST takes it; anything else as is."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
 class OnnxSentenceEncoder:
     """A drop-in for ``SentenceTransformer`` that runs an (INT8) ONNX file with ONNX Runtime.
 
@@ -188,7 +193,7 @@ class OnnxSentenceEncoder:
         self.default_prompt_name = default_prompt_name or self.layout.default_prompt_name
         if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
             raise InvalidInputError(
-                f"Default prompt name '{self.default_prompt_name}' not found in the configured prompts "
+                f"Default prompt name {self.default_prompt_name!r} not found in the configured prompts "
                 f"dictionary with keys {list(self.prompts)!r}."
             )
         self.similarity_fn_name = similarity_fn_name or self.layout.similarity_fn_name or "cosine"
@@ -433,7 +438,7 @@ class OnnxSentenceEncoder:
         if prompt_name is not None:
             if prompt_name not in self.prompts:
                 raise InvalidInputError(
-                    f"Prompt name '{prompt_name}' not found in the configured prompts dictionary "
+                    f"Prompt name {prompt_name!r} not found in the configured prompts dictionary "
                     f"with keys {list(self.prompts)!r}."
                 )
             return self.prompts[prompt_name]
@@ -573,6 +578,7 @@ class OnnxSentenceEncoder:
         ``truncation``, ``padding`` and ``pad_to_multiple_of`` for this call.
         """
         with self.metrics.observe_call():
+            batch_size, truncate_dim = _as_int(batch_size), _as_int(truncate_dim)
             options = self._check_encode_args(output_value, precision, batch_size, truncate_dim, device, pool, kwargs)
             texts, singular = check_texts(inputs)
             if show_progress_bar is None:
@@ -715,6 +721,7 @@ class OnnxSentenceEncoder:
         tokenizers (decoder positions count the padding), up to the padded-token bound per call.
         """
         planned = windows([len(text) for text in texts], batch_size)  # ST sorts by the texts, prompt left out
+        given = texts
         if prompt:
             texts = [prompt + text for text in texts]
         regroup = output_value is not None and self.tokenizer.padding_side == "right"
@@ -731,7 +738,7 @@ class OnnxSentenceEncoder:
                     plan = batches([len(encoding.ids) for encoding in encodings], batch_size, regroup)
                     padded = [self.tokenizer.pad([encodings[i] for i in batch], options) for batch in plan]
                 for batch, features in zip(plan, padded, strict=True):
-                    self._check_width(features["input_ids"].shape[1])
+                    self._check_width(features, [given[i] for i in picked[batch]])
                     outputs = self._split(self._forward(features, prompt, options, normalized), output_value)
                     for index, output in zip(picked[batch], outputs, strict=True):
                         rows[index] = output
@@ -742,14 +749,16 @@ class OnnxSentenceEncoder:
                 bar.close()
         return rows
 
-    def _check_width(self, width: int) -> None:
-        """A padded batch wider than the position embeddings: say so instead of ORT's broadcast error."""
-        limit = self._position_limit
+    def _check_width(self, features: dict[str, np.ndarray], texts: list[str]) -> None:
+        """A padded batch wider than the position embeddings: name its longest text instead of ORT's broadcast error."""
+        limit, width = self._position_limit, features["input_ids"].shape[1]
         if limit is not None and width > limit:
+            lengths = features["attention_mask"].sum(axis=1)
+            row = int(np.argmax(lengths))
             raise InvalidInputError(
-                f"A text is {width} tokens long after tokenization (padding included), more than this model's "
-                f"{limit} positions: keep truncation on (max_seq_length <= {limit}, processing_kwargs "
-                "truncation=True) or shorten the text."
+                f"The text {texts[row]!r:.60} ({len(texts[row])} characters) is {int(lengths[row])} tokens long "
+                f"after tokenization ({width} with padding), more than this model's {limit} positions: keep "
+                f"truncation on (max_seq_length <= {limit}, processing_kwargs truncation=True) or shorten the text."
             )
 
     @staticmethod

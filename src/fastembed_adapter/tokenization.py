@@ -124,8 +124,11 @@ class BatchOptions:
                 f"processing_kwargs text option(s) {unsupported} are not supported by OnnxSentenceEncoder. "
                 f"Supported: {', '.join(_TEXT_OPTIONS)}."
             )
-        max_length = call.get("max_length")
-        multiple = call.get("pad_to_multiple_of")
+        # numpy integers (np.int64(256)) are ints to the tokenizer, as in sentence-transformers
+        max_length, multiple = (
+            int(value) if isinstance(value, np.integer) else value
+            for value in (call.get("max_length"), call.get("pad_to_multiple_of"))
+        )
         for name, value in (("max_length", max_length), ("pad_to_multiple_of", multiple)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise InvalidInputError(f"processing_kwargs {name} must be {_TEXT_OPTIONS[name]}, got {value!r}.")

@@ -373,8 +373,9 @@ def render_markdown(report: Report | Mapping[str, Any]) -> str:
         "## Validation against PyTorch `SentenceTransformer.encode()`",
         "",
         f"{report.validation_texts} built-in texts (queries, sentences, long passages, 20+ languages, code, "
-        f"numbers/URLs), and a held-out split of {report.held_out_texts} texts (whitespace, lone symbols, emoji, very short queries, single "
-        "words of other scripts, code, numbers, other sentences and passages) that no recipe search or "
+        f"numbers/URLs), and a held-out split of {report.held_out_texts} texts (whitespace, lone symbols, emoji, "
+        "very short queries, single words of other scripts, code, numbers, other sentences and passages) that no "
+        "recipe search or "
         "calibration ever sees; a file must meet its target on both.",
         "",
         "| file | min cosine | mean cosine | max abs error | top-10 agreement | held-out min / mean / top-10 "
