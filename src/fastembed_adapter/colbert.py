@@ -6,6 +6,11 @@ the input checks of :mod:`.st_compat` — with PyLate's tokenization around them
 ``pylate/models/colbert.py``): the prefix token inserted right after the first token, queries
 padded to ``query_length`` with the mask token (attended to or not), documents' skiplist and
 padding tokens dropped, then per-token L2 normalisation.
+
+A sentence-transformers 6 ``MultiVectorEncoder`` folder follows that class instead
+(``encode_query`` / ``encode_document``): the ``query`` / ``document`` prompt prepended as text,
+expansion with its token (mask, else EOS), the skiplist on its ``skiplist_tasks`` without the words
+that are not single vocabulary tokens, and normalisation only when the folder has a ``Normalize``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .cache import CacheInfo, EmbeddingCache
-from .colbert_layout import ColbertLayout, read_colbert_layout
+from .colbert_layout import ColbertFormat, ColbertLayout, read_colbert_layout
 from .errors import CorruptModelError, InvalidInputError, UnsupportedModelError, model_access
 from .hub import resolve_model
 from .late_interaction import colbert_scores, pad_tokens, pool_tokens
@@ -49,6 +54,8 @@ class _Side:
     prefix_id: int | None
     expand: bool  # pad to max_length with the expansion token (queries with do_query_expansion)
     attend_all: bool  # attention on every position (attend_to_expansion_tokens)
+    skip: bool  # drop skiplist tokens on this side
+    prompt_name: str | None  # the prompt used when the call names none (MultiVectorEncoder's "query"/"document")
 
 
 class OnnxColbertEncoder:
@@ -153,8 +160,18 @@ class OnnxColbertEncoder:
         return int(unk_id) if unk_id is not None else None
 
     def _expansion_id(self) -> int:
-        """PyLate pads with the mask token, else EOS, else the pad token."""
-        for role in ("mask_token", "eos_token", "pad_token"):
+        """PyLate pads with the mask token, else EOS, else pad; MultiVectorEncoder its token, else mask, else EOS."""
+        native = self.layout.format is ColbertFormat.MULTI_VECTOR_ENCODER
+        if native and self.layout.expansion_token is not None:
+            token = self.layout.expansion_token
+            found = self.tokenizer.tokenizer.token_to_id(token)
+            if found is None:
+                raise UnsupportedModelError(
+                    f"{str(self.model_path)!r}: the query expansion token {token!r} is not in the tokenizer's "
+                    "vocabulary."
+                )
+            return int(found)
+        for role in ("mask_token", "eos_token") if native else ("mask_token", "eos_token", "pad_token"):
             text = self.tokenizer.named_tokens.get(role)
             found = self.tokenizer.tokenizer.token_to_id(text) if text is not None else None
             if found is not None:
@@ -172,6 +189,10 @@ class OnnxColbertEncoder:
         return found
 
     def _skiplist_ids(self, words: Sequence[str]) -> list[int]:
+        if self.layout.format is ColbertFormat.MULTI_VECTOR_ENCODER:
+            # MultiVectorMask drops words that are not single vocabulary tokens (they would skip real [UNK]s).
+            vocab = self.tokenizer.tokenizer
+            return [int(found) for word in words if (found := vocab.token_to_id(word)) is not None]
         return [token_id for word in words if (token_id := self._token_id(word)) is not None]
 
     def _side(self, is_query: bool) -> _Side:
@@ -179,12 +200,16 @@ class OnnxColbertEncoder:
         length = layout.query_length if is_query else layout.document_length
         prefix_id = self.query_prefix_id if is_query else self.document_prefix_id
         expand = is_query and layout.do_query_expansion
+        native = layout.format is ColbertFormat.MULTI_VECTOR_ENCODER
+        task = "query" if is_query else "document"
         return _Side(
             is_query=is_query,
             max_length=length - 1 if prefix_id is not None else length,
             prefix_id=prefix_id,
             expand=expand,
             attend_all=is_query and layout.attend_to_expansion_tokens,
+            skip=task in layout.skiplist_tasks if native else not is_query,
+            prompt_name=task if native else None,
         )
 
     # -- properties PyLate users read ----------------------------------------------------------------
@@ -266,8 +291,14 @@ class OnnxColbertEncoder:
         )
 
     # -- encoding ------------------------------------------------------------------------------------
-    def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str | None:
-        """The prompt an encode() call prepends, as PyLate resolves it (``prompt`` wins over ``prompt_name``)."""
+    def resolve_prompt(
+        self, prompt: str | None = None, prompt_name: str | None = None, is_query: bool | None = None
+    ) -> str | None:
+        """The prompt an encode() call prepends, as PyLate resolves it (``prompt`` wins over ``prompt_name``).
+
+        In a MultiVectorEncoder folder a call naming no prompt uses the side's (``is_query``) ``query`` /
+        ``document`` prompt, never ``default_prompt_name``, as ``encode_query`` / ``encode_document`` do.
+        """
         if prompt is not None and not isinstance(prompt, str):
             raise InvalidInputError(f"prompt must be a str or None, got {type(prompt).__name__}: {prompt!r:.80}.")
         if prompt_name is not None and not isinstance(prompt_name, str):
@@ -286,6 +317,9 @@ class OnnxColbertEncoder:
                     f"Available keys are: {list(self.prompts)!r}."
                 )
             return self.prompts[prompt_name]
+        side_prompt = self._sides[is_query].prompt_name if is_query is not None else None
+        if side_prompt is not None:
+            return self.prompts.get(side_prompt)
         return self.prompts.get(self.default_prompt_name) if self.default_prompt_name is not None else None
 
     def count_tokens(
@@ -297,7 +331,7 @@ class OnnxColbertEncoder:
         """
         texts, _ = check_texts(inputs)
         side = self._sides[is_query]
-        prefix = self.resolve_prompt(prompt, prompt_name) or ""
+        prefix = self.resolve_prompt(prompt, prompt_name, is_query) or ""
         extra = 1 if side.prefix_id is not None else 0
         counts = [count + extra for count in self.tokenizer.count([prefix + text for text in texts])]
         if side.expand:
@@ -320,13 +354,17 @@ class OnnxColbertEncoder:
         convert_to_tensor: bool = False,
         padding: bool = False,
         device: str | None = None,
-        normalize_embeddings: bool = True,
+        normalize_embeddings: bool | None = None,
         is_query: bool = True,
         pool_factor: int = 1,
         protected_tokens: int = 1,
         output_value: str | None = "token_embeddings",
     ) -> Any:
         """Token vectors of each text, as ``pylate.models.ColBERT.encode`` returns them.
+
+        ``normalize_embeddings`` None is the folder's default: PyLate normalises (its ``True``); a
+        MultiVectorEncoder folder normalises when it has a ``Normalize`` module (its ``False``), and
+        always with ``True``.
 
         A list of lists is encoded list by list (a list of results). ``output_value=None`` returns
         a dict of per-text ``token_embeddings`` (every position), ``input_ids``, ``attention_mask`` and
@@ -362,7 +400,8 @@ class OnnxColbertEncoder:
         if not convert_to_numpy:
             convert_to_tensor = True
         with self.metrics.observe_call():
-            resolved = self.resolve_prompt(prompt, prompt_name)
+            resolved = self.resolve_prompt(prompt, prompt_name, is_query)
+            normalize_embeddings = self._normalizes(normalize_embeddings)
             if resolved is not None:
                 texts = [resolved + text for text in texts]
             side = self._sides[is_query]
@@ -380,6 +419,15 @@ class OnnxColbertEncoder:
                         vectors = [pool_tokens(vector, pool_factor, protected_tokens) for vector in vectors]
                 outputs = {"token_embeddings": vectors}
         return _finish(outputs, padding, precision, convert_to_tensor, singular, output_value, self.expansion_id)
+
+    def _normalizes(self, requested: bool | None) -> bool:
+        if self.layout.normalize:
+            return True
+        if requested is None:
+            return self.layout.format is ColbertFormat.PYLATE
+        if not isinstance(requested, bool):
+            raise InvalidInputError(f"normalize_embeddings must be True, False or None, got {requested!r}.")
+        return requested
 
     def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> Any:
         """``encode(..., is_query=True)`` (sentence-transformers 6's name)."""
@@ -485,10 +533,9 @@ class OnnxColbertEncoder:
         full: bool,
     ) -> dict[str, np.ndarray]:
         ids, attention = features["input_ids"][row], features["attention_mask"][row]
-        if side.is_query:
-            mask = np.ones(len(ids), dtype=bool) if side.expand else attention.astype(bool)
-        else:
-            mask = attention.astype(bool) & ~np.isin(ids, self._skiplist_array)
+        mask = np.ones(len(ids), dtype=bool) if side.is_query and side.expand else attention.astype(bool)
+        if side.skip:
+            mask &= ~np.isin(ids, self._skiplist_array)
         if full:
             vectors = normalize(tokens) if normalized else tokens
             return {"token_embeddings": vectors, "input_ids": ids, "attention_mask": attention, "masks": mask}

@@ -173,7 +173,11 @@ def _download(repo_id: str, file_name: str | None, revision: str | None, options
 
 
 def is_colbert_model(name_or_path: str | Path, revision: str | None = None, options: HubOptions = HubOptions()) -> bool:
-    """Whether a folder or hub repo is a PyLate ColBERT model (its two small configs only are fetched)."""
+    """Whether a folder or hub repo is a ColBERT model, PyLate's or sentence-transformers 6's ``MultiVectorEncoder``.
+
+    Only its two small configs are fetched: ``model_type`` (``"ColBERT"`` / ``"MultiVectorEncoder"``) in
+    ``config_sentence_transformers.json``, or PyLate / ``multi_vector_encoder`` module types in ``modules.json``.
+    """
     from .colbert_layout import is_colbert_folder
 
     source = check_model_source(name_or_path)

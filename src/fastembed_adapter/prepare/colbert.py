@@ -1,9 +1,15 @@
-"""``prepare --kind colbert``: a PyLate ColBERT model → one ONNX graph (transformer + projection), INT8, validated.
+"""``prepare --kind colbert``: a ColBERT model → one ONNX graph (transformer + projection), INT8, validated.
 
 The export, ORT fusions, INT8 recipes, staging and manifest are the dense pipeline's; what
-differs is here: the projection appended to the graph (token vectors out), the reference
-(PyLate's ``ColBERT.encode(is_query=...)``), and the quality figures — per-token cosine, token
-counts text by text, and the MaxSim ranking of documents for each query (top-10 overlap, Spearman).
+differs is here: the projection appended to the graph (token vectors out), the reference, and the
+quality figures — per-token cosine, token counts text by text, and the MaxSim ranking of documents
+for each query (top-10 overlap, Spearman).
+
+The reference (:class:`Reference`) is PyLate's ``ColBERT.encode(is_query=...)`` when PyLate is
+installed and the source is not a sentence-transformers 6 ``MultiVectorEncoder`` folder; otherwise
+``sentence_transformers.MultiVectorEncoder.encode_query`` / ``encode_document``. The reference
+library loads the model and saves the output folder, so the folder is in its format and our
+encoder follows that library's tokenization and masking.
 """
 
 from __future__ import annotations
@@ -12,13 +18,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..colbert_layout import ONNX_CONFIG_NAME, read_colbert_layout
+from ..colbert_layout import ONNX_CONFIG_NAME, ColbertFormat, colbert_format, read_colbert_layout
 from ..cpu import QuantTarget, available_cpus, detect_target
 from ..errors import MissingExtraError, UnsupportedModelError, ValidationFailedError
 from ..extras import versions
@@ -34,8 +40,10 @@ __all__ = [
     "COLBERT_INT8_TARGET",
     "ColbertQuality",
     "ColbertTarget",
+    "Reference",
     "append_projection",
     "compare_colbert",
+    "load_reference",
     "prepare_colbert",
     "render_colbert_markdown",
 ]
@@ -73,7 +81,7 @@ class ColbertTarget:
 
     def failures(self, quality: ColbertQuality) -> list[str]:
         """Why ``quality`` misses this target (empty when it passes)."""
-        failed = [] if quality.token_counts_equal else ["token counts differ from PyLate's"]
+        failed = [] if quality.token_counts_equal else ["token counts differ from the reference's"]
         checks = [
             ("min per-token cosine", quality.min_token_cosine, self.min_token_cosine),
             ("mean per-token cosine", quality.mean_token_cosine, self.mean_token_cosine),
@@ -87,19 +95,20 @@ COLBERT_INT8_TARGET = ColbertTarget(min_token_cosine=0.0, mean_token_cosine=0.99
 
 
 def render_colbert_markdown(report: dict[str, Any]) -> str:
-    """``REPORT.md`` of a ColBERT folder: every file and recipe against PyLate."""
+    """``REPORT.md`` of a ColBERT folder: every file and recipe against the reference library."""
+    api = report.get("reference", {}).get("api", "pylate.models.ColBERT.encode")
     lines = [
         f"# {report['source']['id']} (ColBERT)",
         "",
         f"Default file `{report['default_file']}`, recipe {report['recipe'] or 'none'}, target {report['target']}, "
         f"{report['dimension']}-d token vectors; validated on {report['validation']['queries']} queries and "
-        f"{report['validation']['documents']} documents against PyLate `ColBERT.encode`, and on a held-out "
+        f"{report['validation']['documents']} documents against `{api}`, and on a held-out "
         f"split ({report['validation']['held_out']['queries']} queries, "
         f"{report['validation']['held_out']['documents']} documents) the recipe search never saw.",
         "",
-        "A top-10 miss is a *near tie* when PyLate's own score for the missed document is within the file's "
-        "95th-percentile MaxSim error of PyLate's 10th score: the file cannot order such documents the way "
-        "PyLate does, whatever its recipe. Many near ties and a small median gap between PyLate's 10th and "
+        "A top-10 miss is a *near tie* when the reference's own score for the missed document is within the file's "
+        "95th-percentile MaxSim error of the reference's 10th score: the file cannot order such documents the way "
+        "the reference does, whatever its recipe. Many near ties and a small median gap between its 10th and "
         "11th scores mean the model barely separates its top 10 on these texts.",
         "",
         "| file / recipe | min token cos | mean token cos | token counts | top-10 ranking | Spearman "
@@ -244,17 +253,59 @@ def append_projection(path: Path, projection: Sequence[DenseModule]) -> None:
     save_onnx(model, path)
 
 
-def _pylate(source: Path) -> Any:
+@dataclass(frozen=True)
+class Reference:
+    """The library ``prepare`` validates against, and its loaded model."""
+
+    library: str  # "pylate" or "sentence-transformers"
+    api: str
+    model: Any = field(repr=False)
+
+    def encode(self, texts: list[str], is_query: bool) -> list[np.ndarray]:
+        """Token vectors of each text, as float32 numpy arrays."""
+        if self.library == "pylate":
+            return list(self.model.encode(texts, is_query=is_query))
+        method = self.model.encode_query if is_query else self.model.encode_document
+        return [np.asarray(vectors, dtype=np.float32) for vectors in method(texts, convert_to_numpy=True)]
+
+    def save(self, folder: Path) -> None:
+        """The loaded model in the library's own save format."""
+        self.model.save(str(folder))
+
+
+def _multi_vector_encoder_class() -> Any:
     try:
-        from pylate import models
-    except ImportError as exc:
+        from sentence_transformers import MultiVectorEncoder
+    except ImportError:
+        return None
+    return MultiVectorEncoder
+
+
+def load_reference(source: Path) -> Reference:
+    """PyLate for a PyLate (or plain) source when it is installed, else sentence-transformers 6's MultiVectorEncoder."""
+    native = colbert_format(source) is ColbertFormat.MULTI_VECTOR_ENCODER if source.is_dir() else False
+    if not native:
+        try:
+            from pylate import models
+        except ImportError:
+            pass
+        else:
+            return Reference("pylate", "pylate.models.ColBERT.encode", models.ColBERT(str(source), device="cpu"))
+    encoder_class = _multi_vector_encoder_class()
+    if encoder_class is None:
         raise MissingExtraError(
             "prepare",
-            "pylate (prepare --kind colbert validates against PyLate's ColBERT.encode)",
-            install="pip install pylate==1.6.0 fastkmeans==0.5.0 --no-deps beside sentence-transformers 5.3 "
-            "(FEA_STACK=st5 bash scripts/setup.sh does it)",
-        ) from exc
-    return models.ColBERT(str(source), device="cpu")
+            "a ColBERT reference: sentence-transformers>=6.2 (MultiVectorEncoder) or, beside sentence-transformers "
+            "5.3, PyLate (prepare --kind colbert validates against one of them)"
+            + (" — this is a MultiVectorEncoder folder, which only sentence-transformers>=6.2 reads" if native else ""),
+            install="pip install 'sentence-transformers>=6.2', or pip install pylate==1.6.0 fastkmeans==0.5.0 "
+            "--no-deps beside sentence-transformers 5.3 (FEA_STACK=st5 bash scripts/setup.sh does it)",
+        )
+    return Reference(
+        "sentence-transformers",
+        "sentence_transformers.MultiVectorEncoder.encode_query/encode_document",
+        encoder_class(str(source), device="cpu"),
+    )
 
 
 Split = tuple[list[str], list[str]]  # (queries, documents)
@@ -262,8 +313,8 @@ Vectors = tuple[list[np.ndarray], list[np.ndarray]]
 
 
 def _encode_split(model: Any, split: Split) -> Vectors:
-    """PyLate's (or our encoder's) query and document vectors of one split."""
-    return model.encode(split[0], is_query=True), model.encode(split[1], is_query=False)
+    """The reference's (or our encoder's) query and document vectors of one split."""
+    return list(model.encode(split[0], is_query=True)), list(model.encode(split[1], is_query=False))
 
 
 def _encode_ours(
@@ -299,7 +350,7 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
     splits = (retrieval_set(), retrieval_set(held_out=True))  # the gate holds on both; the search sees neither
     with timer.stage("load"):
         source, revision = _load_source(options)
-        model = _pylate(source)
+        model = load_reference(Path(source))
         reference = [_encode_split(model, split) for split in splits]
     files: dict[str, dict[str, Any]] = {}
     tried: list[dict[str, Any]] = []
@@ -307,9 +358,9 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
     default_file = FP32_FILE
     with staging(options.output, options.force) as out, tempfile.TemporaryDirectory(prefix="fea-colbert-") as work:
         full = Path(work) / "model"
-        model.save(str(full))  # the loaded model (Stanford and base checkpoints get PyLate's projection)
+        model.save(full)  # the loaded model (Stanford and base checkpoints get the library's projection)
         model_type = str(read_json(full / "config.json").get("model_type"))
-        model.save(str(out))
+        model.save(out)
         for weights in [p for p in out.glob("*") if p.suffix in WEIGHT_SUFFIXES]:  # the projection keeps its own
             weights.unlink()
         (out / "README.md").unlink(missing_ok=True)
@@ -324,7 +375,7 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
             files[FP32_FILE] = _row(reference, ours, fp32_target, seconds)
             if not files[FP32_FILE]["passed"]:
                 raise ValidationFailedError(
-                    "The FP32 ColBERT ONNX model drifted from PyLate: "
+                    f"The FP32 ColBERT ONNX model drifted from {model.api}: "
                     + "; ".join(files[FP32_FILE]["failures"])
                     + ". No INT8 recipe was tried and nothing was written."
                 )
@@ -371,6 +422,8 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
                 "recipe": recipe_name,
                 "default_file": default_file,
                 "model_type": model_type,
+                "format": layout.format.value,
+                "reference": {"library": model.library, "api": model.api},
                 "fusions": fusions,
                 "dimension": layout.dimension,
                 "colbert": settings,
