@@ -17,6 +17,7 @@ EXPECTED = [
     "OnnxColbertEncoder",
     "OnnxSentenceEncoder",
     "OutputExistsError",
+    "OutputWriteError",
     "UnsupportedModelError",
     "ValidationFailedError",
     "__version__",
@@ -47,6 +48,7 @@ def test_exception_tree():
     assert issubclass(errors.InferenceError, RuntimeError)
     assert issubclass(errors.MissingExtraError, ImportError)
     assert issubclass(errors.OutputExistsError, FileExistsError)
+    assert issubclass(errors.OutputWriteError, OSError)
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.FastembedAdapterError)
     message = str(errors.MissingExtraError("prepare", "torch"))

@@ -21,6 +21,7 @@ from .errors import (
     ModelFolderError,
     ModelNotFoundError,
     OutputExistsError,
+    OutputWriteError,
     UnsupportedModelError,
     ValidationFailedError,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "OnnxColbertEncoder",
     "OnnxSentenceEncoder",
     "OutputExistsError",
+    "OutputWriteError",
     "UnsupportedModelError",
     "ValidationFailedError",
     "__version__",

@@ -13,6 +13,7 @@ class also subclasses the built-in exception callers already catch::
     ├── InferenceError(RuntimeError)                ONNX Runtime failed while running a batch
     ├── MissingExtraError(ImportError)              an optional extra is not installed
     ├── OutputExistsError(FileExistsError)          `prepare` would overwrite a folder without --force
+    ├── OutputWriteError(OSError)                   `prepare` cannot write its output (read-only parent, full disk)
     ├── ValidationFailedError                       `prepare` quality gate failed; nothing published
     │
     │   the service's own classes (fastembed_adapter.server.errors, with their HTTP status):
@@ -44,6 +45,7 @@ __all__ = [
     "ModelFolderError",
     "ModelNotFoundError",
     "OutputExistsError",
+    "OutputWriteError",
     "UnsupportedModelError",
     "ValidationFailedError",
 ]
@@ -119,3 +121,7 @@ class ValidationFailedError(FastembedAdapterError):
 
 class OutputExistsError(FastembedAdapterError, FileExistsError):
     """``prepare`` was asked to write over an existing folder without ``--force``."""
+
+
+class OutputWriteError(FastembedAdapterError, OSError):
+    """``prepare`` cannot write its output folder: a parent it may not write, a full disk; nothing was published."""

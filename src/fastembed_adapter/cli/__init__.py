@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
@@ -102,7 +103,11 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
     target = args.quality_target or INT8_TARGET
     output = args.output or Path("models") / Path(str(args.model).rstrip("/")).name
-    with quiet_third_party(), tqdm(total=len(STAGES), desc="prepare", unit="stage", file=sys.stderr) as bar:
+    with (
+        quiet_third_party(),
+        tqdm(total=len(STAGES), desc="prepare", unit="stage", file=sys.stderr) as bar,
+        _log_above(bar),
+    ):
 
         def progress(stage: str) -> None:
             bar.set_description(f"prepare: {stage}")
@@ -143,6 +148,29 @@ def _run_prepare(args: argparse.Namespace) -> int:
         bar.update(len(STAGES) - bar.n)
     sys.stdout.write(json.dumps(report, indent=2) + "\n" if args.json else render(report))
     return 0
+
+
+@contextlib.contextmanager
+def _log_above(bar: Any) -> Iterator[None]:
+    """While ``bar`` is drawn on stderr, log lines go above it (cleared, written, redrawn), not glued to its end."""
+
+    class AboveBar:
+        def write(self, text: str) -> int:
+            with bar.external_write_mode(file=sys.stderr):
+                return sys.stderr.write(text)
+
+        def flush(self) -> None:
+            sys.stderr.flush()
+
+    root = logging.getLogger()
+    handlers = [h for h in root.handlers if isinstance(h, logging.StreamHandler) and h.stream is sys.stderr]
+    for handler in handlers:
+        handler.setStream(AboveBar())
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.setStream(sys.stderr)
 
 
 def _colbert_kind(kind: str, model: str, revision: str | None) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import UnsupportedModelError
 from ..layout import external_data_path
-from .writer import save_onnx
+from .writer import disk_full_errno, save_onnx
 
 __all__ = ["EXPORTED_TYPES", "export_fp32", "export_optimized", "optimize_fp32"]
 
@@ -105,6 +105,8 @@ def export_fp32(transformer_dir: Path, output: Path, model_type: str, attention:
                 exporter(_last_hidden_state_module(model), sample, names, target)
             return target
         except Exception as exc:  # the exporters' failures are many and deep; name the model instead
+            if disk_full_errno(exc) is not None:  # not the model's fault, and the other exporter would hit it too
+                raise
             failures.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
     raise UnsupportedModelError(
         f"Architecture {model_type!r} could not be exported to ONNX ({'; '.join(failures)}). "
@@ -245,7 +247,9 @@ def export_optimized(transformer_dir: Path, work: Path, target: Path, model_type
         try:
             raw = export_fp32(transformer_dir, work / f"export-{attempt}", model_type, attention)
             found = optimize_fp32(raw, candidate, model_type, transformer_dir)
-        except Exception:  # only an alternative (e.g. MPNet has no SDPA): the first graph stands
+        except Exception as exc:  # only an alternative (e.g. MPNet has no SDPA): the first graph stands
+            if disk_full_errno(exc) is not None:
+                raise
             break
         if found.get("Attention", 0) > fusions.get("Attention", 0):
             for path in (target, external_data_path(target)):

@@ -30,7 +30,7 @@ from .quantize import RECIPES, Calibration, Recipe, quantize_int8
 from .report import Machine, QuickBenchmark, RecipeResult, Report, ValidationFigures, write_reports
 from .speed import quick_benchmark
 from .validate import QualityTarget, compare
-from .writer import WEIGHT_SUFFIXES, check_output, file_table, remove_onnx, staging, write_json
+from .writer import WEIGHT_SUFFIXES, check_output, disk_full_errno, file_table, remove_onnx, staging, write_json
 
 __all__ = ["STAGES", "PrepareOptions", "prepare_model"]
 
@@ -333,7 +333,7 @@ def _search_recipes(
             details = quantize_int8(out / FP32_FILE, out / int8_name, target, recipe, calibration)
             row = _measure(run, out, int8_name, options.int8_target)
         except Exception as exc:  # one broken recipe must not stop the search; the report says why
-            if options.recipe:
+            if options.recipe or disk_full_errno(exc) is not None:  # a full disk breaks every recipe
                 raise
             tried.append(RecipeResult.errored(recipe.name, exc))
             continue

@@ -3,12 +3,19 @@
 The staging folder is ``.NAME.tmp-<pid>-<owner>-XXXXXXXX`` beside ``NAME`` (``<owner>`` hashes the
 host and pid namespace). An error, Ctrl-C or (through the CLI) SIGTERM deletes it; a run killed
 outright (SIGKILL, OOM, power loss) leaves it, and the next run for the same output deletes it once
-its process is gone. Folders of live runs, of other hosts or containers, are left alone.
+its process is gone. Folders of live runs, of other hosts or containers, are left alone. A replaced
+output is swapped with the new one in one step (Linux ``renameat2(RENAME_EXCHANGE)``); elsewhere it
+is set aside first, and restored by the next run if this one is killed between the two renames.
+
+A parent folder this process may not write, and a full disk (or file size limit) while writing,
+are ``OutputWriteError`` naming the output path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import logging
@@ -16,20 +23,23 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import OutputExistsError
+from ..errors import FastembedAdapterError, OutputExistsError, OutputWriteError
 from ..layout import MANIFEST_NAME, external_data_path, file_sha256
 
 if TYPE_CHECKING:
     import onnx
 
 __all__ = [
+    "OutputWriteError",
     "check_output",
+    "disk_full_errno",
     "file_table",
     "remove_onnx",
     "remove_stale_staging",
@@ -42,14 +52,61 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack", ".ckpt")
 # What follows ".NAME." in a staging (tmp) or set-aside (old) folder's name; see the module docstring.
 _STAGING_NAME = re.compile(r"(?P<kind>tmp|old)-(?P<pid>\d+)-(?P<owner>[0-9a-f]{8})-[^/]+")
 
+# The errors of a write that found no room: ENOSPC, EDQUOT, EFBIG (RLIMIT_FSIZE; Python ignores SIGXFSZ).
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust extensions (safetensors) report one
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
 logger = logging.getLogger(__name__)
 
 
 def check_output(output: Path, force: bool) -> None:
-    """Refuse early to overwrite an existing path unless ``force``; first clear what killed runs left."""
+    """Refuse early to overwrite an existing path unless ``force``, or to write where this process may not.
+
+    First clears what killed runs left.
+    """
     remove_stale_staging(output)
     if output.exists() and not force:
         raise OutputExistsError(f"Output {str(output)!r} already exists; pass --force to replace it.")
+    parent = output.parent
+    while not parent.exists() and parent != parent.parent:  # the folder the first mkdir happens in
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        who = f"user id {os.getuid()}" if hasattr(os, "getuid") else "this user"
+        raise OutputWriteError(
+            f"Cannot write output {str(output)!r}: its parent folder {str(parent)!r} is not writable by this "
+            f"process ({who}). Make it writable or pass another --output."
+        )
+
+
+def disk_full_errno(exc: BaseException) -> int | None:
+    """ENOSPC, EDQUOT or EFBIG when ``exc``, or an exception it was raised from or while handling, is one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = current.errno if isinstance(current, OSError) else None
+        found = _RUST_OS_ERROR.search(str(current)) if code is None else None
+        code = int(found[1]) if found else code
+        if code in _DISK_FULL:
+            return code
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _disk_full_error(output: Path, exc: BaseException, code: int) -> OutputWriteError:
+    """Our error for a write that found no room while ``output`` was staged (the staging folder is gone)."""
+    name = getattr(exc, "filename", None)
+    writing = f" (writing {str(name)!r})" if name else ""
+    if code == errno.EFBIG:
+        fix = "A file passed this process's file size limit (ulimit -f): raise it or pass another --output."
+    else:
+        free = shutil.disk_usage(output.parent).free / 1e6
+        fix = f"Free space on that filesystem ({free:.1f} MB free now) or pass another --output."
+    return OutputWriteError(
+        f"{os.strerror(code)} while writing output {str(output)!r}{writing}; nothing was published and the "
+        f"partial files were removed. {fix}"
+    )
 
 
 def remove_stale_staging(output: Path) -> list[Path]:
@@ -165,21 +222,49 @@ def staging(output: Path, force: bool) -> Iterator[Path]:
     """Yield a temp folder beside ``output``; on success rename it to ``output``, on any exit by exception delete it.
 
     ``BaseException`` includes ``KeyboardInterrupt`` and ``SystemExit``: the CLI turns SIGTERM into the latter.
+    The publish is inside too: an output that appeared meanwhile, or a signal while publishing, removes it.
+    A write that found no room (full disk, file size limit) becomes ``OutputWriteError``.
     """
     check_output(output, force)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_staging_prefix(output, "tmp"), dir=output.parent))
     try:
         yield tmp
-    except BaseException:
+        check_output(output, force)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it owner-only; publish it like a plain mkdir
+        _publish(tmp, output)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        code = disk_full_errno(exc) if isinstance(exc, Exception) else None
+        if code is not None and not isinstance(exc, FastembedAdapterError):
+            raise _disk_full_error(output, exc, code) from exc
         raise
-    check_output(output, force)
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it owner-only; publish it like a plain mkdir
-    if output.exists():
+
+
+def _publish(tmp: Path, output: Path) -> None:
+    """Rename ``tmp`` to ``output``; an existing ``output`` is swapped out in one step where the OS can."""
+    if not output.exists():
+        os.replace(tmp, output)
+    elif _exchange(tmp, output):
+        shutil.rmtree(tmp, ignore_errors=True)  # the old output, now under the staging name
+    else:  # set aside, then rename: a kill in between is undone by the next run (remove_stale_staging)
         old = Path(tempfile.mkdtemp(prefix=_staging_prefix(output, "old"), dir=output.parent))
         os.replace(output, old / output.name)
         os.replace(tmp, output)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, output)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the OS or filesystem cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # a libc without it (glibc < 2.28, some musl)
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # no RENAME_EXCHANGE on this kernel or filesystem
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
