@@ -199,19 +199,22 @@ def read_colbert_layout(root: Path) -> ColbertLayout:
     settings = _checked({name: st_config.get(name, default) for name, default in _DEFAULTS.items()}, str(root))
     if not settings["do_query_expansion"]:
         settings["attend_to_expansion_tokens"] = False  # as PyLate
+    return ColbertLayout(**_folder_fields(root, transformer_dir, st_config), projection=tuple(projection), **settings)
+
+
+def _folder_fields(root: Path, transformer_dir: Path, st_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The layout fields both formats read the same way: tokenizer settings, prompts, files, manifest."""
     max_len, lower = transformer_settings(root, transformer_dir)
-    return ColbertLayout(
-        root=root,
-        transformer_dir=transformer_dir,
-        projection=tuple(projection),
-        **settings,
-        do_lower_case=lower,
-        max_seq_length=max_len,
-        prompts=prompts_of(st_config),
-        default_prompt_name=st_config.get("default_prompt_name"),
-        onnx_files=onnx_files_of(root),
-        manifest=read_manifest(root),
-    )
+    return {
+        "root": root,
+        "transformer_dir": transformer_dir,
+        "do_lower_case": lower,
+        "max_seq_length": max_len,
+        "prompts": prompts_of(st_config),
+        "default_prompt_name": st_config.get("default_prompt_name"),
+        "onnx_files": onnx_files_of(root),
+        "manifest": read_manifest(root),
+    }
 
 
 # sentence_bert_config.json keys of a MultiVectorEncoder's Transformer this reader knows.
@@ -349,7 +352,8 @@ def _read_multi_vector_layout(root: Path) -> ColbertLayout:
     if st_config.get("similarity_fn_name") not in (None, "maxsim"):
         raise _unsupported(root, f"similarity_fn_name {st_config['similarity_fn_name']!r} (only maxsim)")
     config = _transformer_config(root, transformer_dir)
-    max_len, lower = transformer_settings(root, transformer_dir)
+    fields = _folder_fields(root, transformer_dir, st_config)
+    max_len = fields["max_seq_length"]
     expansion = _expansion(config.get("query_expansion"), transformer_dir)
     query_cap = _length(config.get("query_length"), "query_length", transformer_dir)
     document_cap = _length(config.get("document_length"), "document_length", transformer_dir)
@@ -378,16 +382,9 @@ def _read_multi_vector_layout(root: Path) -> ColbertLayout:
         str(root),
     )
     return ColbertLayout(
-        root=root,
-        transformer_dir=transformer_dir,
+        **fields,
         projection=tuple(projection),
         **settings,
-        do_lower_case=lower,
-        max_seq_length=max_len,
-        prompts=prompts_of(st_config),
-        default_prompt_name=st_config.get("default_prompt_name"),
-        onnx_files=onnx_files_of(root),
-        manifest=read_manifest(root),
         format=ColbertFormat.MULTI_VECTOR_ENCODER,
         expansion_token=expansion["token"] if expansion is not None else None,
         skiplist_tasks=tasks,
