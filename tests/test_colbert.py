@@ -423,3 +423,22 @@ def test_transformers_js_layout_runs_in_node(colbert_model, tmp_path):
             assert float(cos.min()) > 0.999 and float(np.median(np.abs(vectors - expected))) < 1e-5, dtype
     rust = [encoding.ids for encoding in encoder.tokenizer.untruncated(texts)]
     assert output["ids"] == rust
+
+
+def test_torch_weights_make_the_prepared_folder_load_in_pylate(colbert_model, tmp_path):
+    """``prepare --torch-weights``: PyLate loads the prepared folder itself and gives the source's vectors."""
+    from pylate import models
+
+    from fastembed_adapter.prepare.colbert import prepare_colbert
+    from fastembed_adapter.prepare.pipeline import PrepareOptions
+
+    source, pylate, _ = colbert_model(ColbertSpec())
+    out = tmp_path / "with-weights"
+    prepare_colbert(
+        PrepareOptions(model=str(source), output=out, quantize="none", benchmark=False, threads=1, torch_weights=True)
+    )
+    loaded = models.ColBERT(str(out), device="cpu")
+    for is_query, texts in ((True, QUERIES), (False, DOCUMENTS)):
+        reference = pylate.encode(texts, is_query=is_query)
+        assert_same_vectors(loaded.encode(texts, is_query=is_query), reference, atol=1e-6)
+        assert_same_vectors(ours(out).encode(texts, is_query=is_query), reference)

@@ -458,3 +458,22 @@ def test_the_held_out_split_gates_every_file(make_st_model, tmp_path, monkeypatc
     row = report["validation"]["files"][report["default_file"]]
     assert report["validation"]["held_out_texts"] == len(unseen) and row["held_out"]["texts"] == len(unseen)
     assert "held-out min / mean / top-10" in (tmp_path / "ok" / "REPORT.md").read_text(encoding="utf-8")
+
+
+def test_torch_weights_keep_the_folder_loadable_with_torch(make_st_model, tmp_path, st_models):
+    """``--torch-weights``: sentence-transformers loads the output with torch and gives the source's vectors;
+    the runtime never reads those weights (damaging them changes nothing)."""
+    from fastembed_adapter import OnnxSentenceEncoder
+
+    source, out = make_st_model(TinySpec("bert")), tmp_path / "out"
+    run_prepare(source, out, quantize="none", torch_weights=True)
+    assert (out / "model.safetensors").is_file()
+    texts = ["The quick brown fox.", "How do I reset my password?"]
+    reference = st_models(source).encode(texts)
+    np.testing.assert_allclose(st_models(out).encode(texts), reference, atol=1e-6)
+    ours = OnnxSentenceEncoder(out, cache_size=0).encode(texts)
+    (out / "model.safetensors").write_bytes(b"damaged")  # not a file the ONNX runtime depends on
+    np.testing.assert_array_equal(OnnxSentenceEncoder(out, cache_size=0).encode(texts), ours)
+    without = tmp_path / "without"
+    run_prepare(source, without, quantize="none")
+    assert not (without / "model.safetensors").exists()

@@ -180,11 +180,14 @@ def _object(data: Mapping[str, Any], key: str) -> dict[str, Any]:
 # Files ``prepare`` writes that no vector depends on (besides ONNX files other than the one loaded).
 _DESCRIPTIVE = frozenset({REPORT_JSON, REPORT_MD, "README.md"})
 _EXTRA_LAYOUTS = ("transformers.js/",)
+_TORCH_WEIGHTS = (".safetensors", ".bin")
 
 
 def _changes_vectors(relative: str, chosen: set[str]) -> bool:
     if relative.startswith("onnx/"):
         return relative in chosen
+    if "/" not in relative and relative.endswith(_TORCH_WEIGHTS):  # the transformer's PyTorch weights
+        return False  # (--torch-weights): the ONNX file holds its own, so they never reach a vector here
     return relative not in _DESCRIPTIVE and not relative.startswith(_EXTRA_LAYOUTS)
 
 

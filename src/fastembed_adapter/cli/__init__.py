@@ -89,6 +89,12 @@ def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         default="default",
         help="also write OUTPUT/transformers.js/ for @huggingface/transformers (weights inline, model_quantized.onnx)",
     )
+    option(
+        "--torch-weights",
+        switch=True,
+        default=False,
+        help="keep the source's PyTorch weights in the output, so sentence-transformers or PyLate load it with torch",
+    )
     option("--force", switch=True, default=False, help="replace an existing output folder")
     add_flag(parser, "--json", env="FEA_JSON", switch=True, default=False, help="print report.json, not REPORT.md")
     add_common_arguments(parser)
@@ -130,6 +136,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
             validation_texts=args.validation_texts,
             benchmark=args.benchmark,
             layouts=(args.layout,) if args.layout != "default" else (),
+            torch_weights=args.torch_weights,
             threads=args.threads,
             progress=progress,
         )

@@ -362,7 +362,8 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
         model_type = str(read_json(full / "config.json").get("model_type"))
         model.save(out)
         for weights in [p for p in out.glob("*") if p.suffix in WEIGHT_SUFFIXES]:  # the projection keeps its own
-            weights.unlink()
+            if not options.torch_weights:  # --torch-weights: PyLate / MultiVectorEncoder load the folder too
+                weights.unlink()
         (out / "README.md").unlink(missing_ok=True)
         layout = read_colbert_layout(out)
         with timer.stage("export"):

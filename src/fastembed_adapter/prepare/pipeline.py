@@ -69,6 +69,7 @@ class PrepareOptions:
     calibration_texts: Path | None = None
     benchmark: bool = True
     layouts: tuple[str, ...] = ()  # extra layouts written inside the output: "transformers.js"
+    torch_weights: bool = False  # keep the source's PyTorch weights, so the output also loads with torch
     threads: int | None = None
     progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
@@ -227,6 +228,8 @@ def _load(run: _Run) -> None:
 def _save_configs(run: _Run, out: Path) -> None:
     """The sentence-transformers configs; the transformer's weights live in the ONNX files instead."""
     run.model.save(str(out), create_model_card=False)
+    if run.options.torch_weights:  # --torch-weights: the folder also loads in sentence-transformers with torch
+        return
     for weights in [p for p in out.glob("*") if p.suffix in WEIGHT_SUFFIXES]:  # Dense/LayerNorm keep theirs
         weights.unlink()
 
