@@ -39,7 +39,6 @@ import math
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -456,25 +455,15 @@ def cache_counts(metrics: str) -> dict[str, float]:
 
 def server_phase(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     import httpx
+    from load_test import free_port, wait_ready  # the load test's helpers (bench/ is on sys.path)
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "fastembed_adapter.cli", "serve", "--model", str(args.model)]
     command += ["--host", "127.0.0.1", "--port", str(port)] + (["--threads", str(args.threads)] if args.threads else [])
     process = subprocess.Popen(command, env=clean_env() | {"FEA_LOG_LEVEL": "warning"})
     try:
-        ready = time.monotonic() + 180
-        while True:
-            if process.poll() is not None or time.monotonic() > ready:
-                raise SystemExit(f"server did not become ready (exit code {process.poll()})")
-            try:
-                if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        wait_ready(base_url, process, timeout=180)
         info = httpx.get(f"{base_url}/info", timeout=10).json()
         loaded = rss_mib(psutil.Process(process.pid))
         result = asyncio.run(drive_server(base_url, process.pid, args, seconds))
