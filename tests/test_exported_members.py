@@ -6,6 +6,7 @@ import fastembed_adapter
 
 EXPECTED = [
     "CacheInfo",
+    "CorpusError",
     "CorruptModelError",
     "FastembedAdapterError",
     "InferenceError",
@@ -46,6 +47,7 @@ def test_exception_tree():
     assert issubclass(errors.ModelAccessError, errors.ModelFolderError)
     assert issubclass(errors.ModelAccessError, PermissionError)
     assert issubclass(errors.InferenceError, RuntimeError)
+    assert issubclass(errors.CorpusError, errors.InvalidInputError)
     assert issubclass(errors.MissingExtraError, ImportError)
     assert issubclass(errors.OutputExistsError, FileExistsError)
     assert issubclass(errors.OutputWriteError, OSError)

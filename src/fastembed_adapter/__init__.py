@@ -12,6 +12,7 @@ from .cache import CacheInfo
 from .colbert import OnnxColbertEncoder
 from .encoder import OnnxSentenceEncoder
 from .errors import (
+    CorpusError,
     CorruptModelError,
     FastembedAdapterError,
     InferenceError,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CacheInfo",
+    "CorpusError",
     "CorruptModelError",
     "FastembedAdapterError",
     "InferenceError",

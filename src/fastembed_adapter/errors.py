@@ -5,6 +5,7 @@ class also subclasses the built-in exception callers already catch::
 
     FastembedAdapterError(Exception)
     ├── InvalidInputError(ValueError, TypeError)    bad argument to encode()/the constructor
+    │   └── CorpusError                             `embed`: an unreadable corpus, a missing column, a bad row
     ├── ModelFolderError(OSError)                   the model folder cannot be used
     │   ├── ModelNotFoundError(FileNotFoundError)   missing folder/file, unknown hub id
     │   ├── CorruptModelError                       sha256 mismatch, unreadable .onnx/tokenizer
@@ -36,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
+    "CorpusError",
     "CorruptModelError",
     "FastembedAdapterError",
     "InferenceError",
@@ -57,6 +59,10 @@ class FastembedAdapterError(Exception):
 
 class InvalidInputError(FastembedAdapterError, ValueError, TypeError):
     """An argument has the wrong type or value (None, an int, a list holding a non-str, ...)."""
+
+
+class CorpusError(InvalidInputError):
+    """``embed`` cannot use its input: a missing or unreadable file, an unknown format or column, or a bad row."""
 
 
 class ModelFolderError(FastembedAdapterError, OSError):

@@ -1,4 +1,4 @@
-"""Command line: ``fastembed-adapter {prepare,info,bench,serve}`` and the ``prepare`` shortcut.
+"""Command line: ``fastembed-adapter {prepare,info,bench,serve,embed}`` and the ``prepare`` shortcut.
 
 Exit codes: 0 success; 1 failure (a one-line ``error: ...`` on stderr, the traceback too with
 ``--debug`` / ``FEA_DEBUG=1``); 2 usage error (argparse: a bad flag, or a bad ``FEA_*`` value of the
@@ -28,6 +28,8 @@ from typing import Any
 
 from ..errors import FastembedAdapterError, InvalidInputError
 from ..layout import FP32_FILE
+from .embed import DESCRIPTION as EMBED_DESCRIPTION
+from .embed import add_embed_arguments, run_embed
 from .info import add_info_arguments, run_info
 from .noise import quiet_third_party
 from .options import add_common_arguments, add_flag, fraction, quality_target
@@ -365,6 +367,12 @@ def _parser() -> argparse.ArgumentParser:
         "FEA_* environment fallback; FEA_API_KEY enables bearer authentication.",
     )
     _add_serve_arguments(serve)
+    embed = commands.add_parser(
+        "embed",
+        help="embed a corpus file (JSONL, CSV, Parquet, text) into Parquet/.npy/JSONL, resumable; --engine ray",
+        description=EMBED_DESCRIPTION,
+    )
+    add_embed_arguments(embed)
     return parser
 
 
@@ -398,7 +406,7 @@ def _fail(message: str, debug: bool, code: int = 1) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    handlers = {"prepare": _run_prepare, "info": run_info, "bench": _run_bench, "serve": _run_serve}
+    handlers = {"prepare": _run_prepare, "info": run_info, "bench": _run_bench, "serve": _run_serve, "embed": run_embed}
     debug = bool(getattr(args, "debug", False))
     try:
         # serve drains on SIGTERM itself (server/runner.py)
