@@ -266,3 +266,36 @@ def test_pylate_folder_where_pylate_and_multi_vector_encoder_agree(st6_model, tm
     converted = OnnxColbertEncoder(tmp_path / "prepared", file_name=FP32_FILE, threads=1)
     assert converted.layout.format is ColbertFormat.MULTI_VECTOR_ENCODER
     assert_same_vectors(converted.encode(DOCUMENTS, is_query=False), reference(model, DOCUMENTS, False))
+
+
+def test_embed_job_writes_the_token_vectors(st6_model, tmp_path, capsys):
+    """``embed`` on a ColBERT folder (kind detected): the per-token vectors MultiVectorEncoder gives."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from cli_support import run_in_process
+
+    _, model, folder, _ = st6_model(SPECS[0])
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(DOCUMENTS)), "utf-8")
+    common = ["--model", str(folder), "--file-name", FP32_FILE, "--id-column", "id", "--part-size", "4"]
+    code, _, err = run_in_process(capsys, "embed", str(corpus), "--output", str(tmp_path / "d.parquet"), *common)
+    assert code == 0, err
+    table = pq.read_table(tmp_path / "d.parquet")
+    assert table.column("id").to_pylist() == list(range(len(DOCUMENTS)))
+    stored = [np.asarray(rows, dtype=np.float32) for rows in table.column("embedding").to_pylist()]
+    assert_same_vectors(stored, reference(model, DOCUMENTS, False))
+    code, _, err = run_in_process(
+        capsys, "embed", str(corpus), "--output", str(tmp_path / "q.jsonl"), *common, "--queries"
+    )
+    assert code == 0, err
+    lines = (tmp_path / "q.jsonl").read_text().splitlines()
+    queries = [np.asarray(json.loads(line)["embedding"], dtype=np.float32) for line in lines]
+    assert_same_vectors(queries, reference(model, DOCUMENTS, True))
+    code, _, err = run_in_process(capsys, "embed", str(corpus), "--output", str(tmp_path / "d.npy"), *common)
+    assert code == 1 and "a .npy matrix cannot hold" in err
+    code, _, err = run_in_process(
+        capsys, "embed", str(corpus), "--output", str(tmp_path / "n.parquet"), *common, "--normalize"
+    )
+    assert code == 1 and "normalize apply to dense models only" in err

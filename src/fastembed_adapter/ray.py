@@ -31,8 +31,7 @@ from .extras import require_extra
 require_extra("ray")
 
 from .batch.embedding import EmbedSettings, to_arrow  # noqa: E402
-from .batch.job import (  # noqa: E402  # noqa: E402
-    CHUNK_BATCHES,
+from .batch.job import (  # noqa: E402
     JobOptions,
     PartBuilder,
     Summary,
@@ -146,7 +145,8 @@ class Embedder:
                     where += f" ({self.id_column}={table.column(self.id_column)[index].as_py()!r})"
                 what = "null" if text is None else f"a {type(text).__name__}, not a string"
                 raise CorpusError(f"{where}: {self.text_column!r} is {what}.")
-        vectors = self.settings.embed(self.encoder, texts)
+        # In the local job's windows, so a part embedded here equals the local job's (INT8 rows depend on their batch)
+        vectors = self.settings.embed_all(self.encoder, texts)
         finished = self.settings.finish(vectors, self.ranges)
         return table.append_column(self.output_column, to_arrow(self.settings, finished, self.width))
 
@@ -223,7 +223,7 @@ def embed_on_ray(
         dataset = ray.data.from_arrow_refs(shards).map_batches(
             Embedder,
             fn_constructor_kwargs={"model": settings.model, **_actor_settings(settings)},
-            batch_size=settings.batch_size * CHUNK_BATCHES,
+            batch_size=None,  # one staged part per call: the same rows, chunked the same way, as the local job
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus_per_actor,

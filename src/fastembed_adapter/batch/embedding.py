@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -99,6 +99,30 @@ class EmbedSettings:
             show_progress_bar=False,
         )
         return vectors.reshape(len(texts), -1) if len(texts) else vectors.reshape(0, 0)
+
+    def embed_all(
+        self, encoder: Any, texts: Sequence[str], done: Callable[[int], None] | None = None
+    ) -> list[np.ndarray] | np.ndarray:
+        """:meth:`embed` of a whole part, a window at a time, in input order; ``done(n)`` after each window.
+
+        The windows are those ``encode()`` would tokenize together (longest first by characters, up
+        to 16 batches), so a part costs what one ``encode()`` call over it costs, while memory and the
+        progress bar move a window at a time. Fixed by the texts alone: a resumed part is computed
+        exactly as before.
+        """
+        from ..planning import windows
+
+        results: list[Any] = [None] * len(texts)
+        finished = 0
+        for window in windows([len(text) for text in texts], self.batch_size):
+            for index, vector in zip(window, self.embed(encoder, [texts[i] for i in window]), strict=True):
+                results[index] = vector
+            finished += len(window)
+            if done is not None:
+                done(finished)
+        if self.kind == "colbert":
+            return results
+        return np.stack(results) if results else np.zeros((0, 0), np.float32)
 
     def width(self, encoder: Any) -> int:
         """Values per vector in the output: the (truncated) dimension, an eighth of it packed as binary."""

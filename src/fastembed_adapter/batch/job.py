@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -17,9 +18,6 @@ from .sources import BadRow, Row, Source
 __all__ = ["JobOptions", "Summary", "embed_corpus"]
 
 BAD_ROW_CHOICES = ("fail", "skip")
-# Texts handed to one encode() call inside a part: big enough to sort by length and fill batches,
-# small enough for a progress bar that moves. Fixed, so a resumed part is computed exactly as before.
-CHUNK_BATCHES = 16
 
 Progress = Callable[[int, int], None]  # (input entries done, rows embedded) since the start of the job
 
@@ -122,6 +120,8 @@ class PartBuilder:
                 f"precision {self.settings.precision!r} calibrates each dimension on the first part, which holds "
                 "a single text: embed at least two texts, or use float32 or binary."
             )
+        if not keys:  # every row of the part was bad: an empty table of the job's schema
+            return self.schema.empty_table()
         ranges = np.asarray(self.state.ranges, dtype=np.float32) if self.state.ranges is not None else None
         finished = self.settings.finish(vectors, ranges)
         column = to_arrow(self.settings, finished, self.width)
@@ -167,14 +167,9 @@ def embed_corpus(
                 rejects.append(entry.as_json())
             else:
                 rows.append(entry)
-        vectors: list[Any] = []
-        step = settings.batch_size * CHUNK_BATCHES
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            vectors.extend(settings.embed(encoder, [row.text for row in chunk]))
-            if progress is not None:
-                progress(done + min(len(part), start + step), embedded + start + len(chunk))
-        table = builder.table([row.id for row in rows], vectors if settings.kind == "colbert" else _matrix(vectors))
+        report = None if progress is None else functools.partial(_report, progress, done + len(rejects), embedded)
+        vectors = settings.embed_all(encoder, [row.text for row in rows], report)
+        table = builder.table([row.id for row in rows], vectors)
         record = PartRecord(f"part-{len(state.parts):05d}", len(part), len(rows), len(rejects))
         output.write_part(state, record, table, rejects)
         done, embedded = done + len(part), embedded + len(rows)
@@ -195,8 +190,9 @@ def embed_corpus(
     )
 
 
-def _matrix(vectors: list[np.ndarray]) -> np.ndarray:
-    return np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+def _report(progress: Progress, done: int, embedded: int, finished: int) -> None:
+    """The progress of a part after ``finished`` of its rows (its bad rows counted before them)."""
+    progress(done + finished, embedded + finished)
 
 
 def key_type(source: Source) -> Any:

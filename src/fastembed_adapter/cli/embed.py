@@ -116,7 +116,7 @@ def run_embed(args: argparse.Namespace) -> int:
                 )
             else:
                 summary = embed_corpus(source, output, settings, options, threads=args.threads, progress=progress)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (raised as SystemExit by the CLI)
             if output.parts_dir.is_dir() and args.engine == "local":
                 sys.stderr.write(
                     f"\nembed: interrupted; the finished parts are in {output.parts_dir}: "
