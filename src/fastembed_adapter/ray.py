@@ -96,13 +96,9 @@ class Embedder:
         ``precision="int8"``/``"uint8"`` needs ``ranges`` (``(2, dim)`` min/max, e.g. from a sample's
         float32 embeddings): ranges computed batch by batch would bucket every batch differently.
         """
-        if kind == "auto":
-            from .hub import is_colbert_model
-
-            kind = "colbert" if is_colbert_model(model, None) else "dense"
         self.settings = EmbedSettings(
             model=model,
-            kind=kind,
+            kind=EmbedSettings.kind_of(model, kind),
             file_name=file_name,
             batch_size=batch_size,
             prompt_name=prompt_name,
@@ -248,19 +244,7 @@ def embed_on_ray(
     if progress is not None:
         progress(done, embedded)
     output.finish(state, with_metadata(builder.schema, settings, state, source), source.key)
-    seconds = time.perf_counter() - started
-    return Summary(
-        output=str(output.path),
-        rows=state.rows,
-        embedded=state.embedded,
-        rejected=state.rejected,
-        parts=len([part for part in state.parts if part.embedded]),
-        resumed_rows=0,
-        seconds=round(seconds, 3),
-        texts_per_second=round(state.embedded / max(seconds, 1e-9), 1),
-        rejects=str(output.rejects) if state.rejected else None,
-        engine="ray",
-    )
+    return Summary.of(output, state, started, 0, 0, "ray")
 
 
 def _actor_settings(settings: EmbedSettings) -> dict[str, Any]:

@@ -64,6 +64,15 @@ class EmbedSettings:
         elif self.is_query or self.pool_factor != 1:
             raise InvalidInputError("is_query and pool_factor apply to ColBERT models only.")
 
+    @staticmethod
+    def kind_of(model: str, kind: str = "auto") -> str:
+        """``kind``, or for ``auto`` the kind the model's configs declare (``colbert`` or ``dense``)."""
+        if kind != "auto":
+            return kind
+        from ..hub import is_colbert_model
+
+        return "colbert" if is_colbert_model(model, None) else "dense"
+
     def as_json(self) -> dict[str, Any]:
         """The settings as the job's state file and the output's metadata record them."""
         return dataclasses.asdict(self)

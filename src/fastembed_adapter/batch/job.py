@@ -57,6 +57,25 @@ class Summary:
         """The summary as ``--json`` prints it."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def of(
+        cls, output: Output, state: JobState, started: float, resumed: int, embedded_before: int, engine: str
+    ) -> Summary:
+        """The summary of a job that just finished: ``started`` from ``perf_counter``; rates count this run's rows."""
+        seconds = time.perf_counter() - started
+        return cls(
+            output=str(output.path),
+            rows=state.rows,
+            embedded=state.embedded,
+            rejected=state.rejected,
+            parts=len([part for part in state.parts if part.embedded]),
+            resumed_rows=resumed,
+            seconds=round(seconds, 3),
+            texts_per_second=round((state.embedded - embedded_before) / max(seconds, 1e-9), 1),
+            rejects=str(output.rejects) if state.rejected else None,
+            engine=engine,
+        )
+
 
 def job_identity(source: Source, output: Output, settings: EmbedSettings, options: JobOptions) -> dict[str, Any]:
     """What must match for ``--resume`` to continue a job: the input, the model and every setting."""
@@ -176,18 +195,7 @@ def embed_corpus(
         if progress is not None:
             progress(done, embedded)
     output.finish(state, with_metadata(builder.schema, settings, state, source), source.key)
-    seconds = time.perf_counter() - started
-    return Summary(
-        output=str(output.path),
-        rows=state.rows,
-        embedded=state.embedded,
-        rejected=state.rejected,
-        parts=len(state.parts),
-        resumed_rows=resumed,
-        seconds=round(seconds, 3),
-        texts_per_second=round((state.embedded - embedded_before) / max(seconds, 1e-9), 1),
-        rejects=str(output.rejects) if state.rejected else None,
-    )
+    return Summary.of(output, state, started, resumed, embedded_before, "local")
 
 
 def _report(progress: Progress, done: int, embedded: int, finished: int) -> None:

@@ -17,8 +17,9 @@ DESCRIPTION = (
     "(extras 'batch' and 'ray')."
 )
 # Rows per part when --part-size is not given: a dense part of 10,000 x 384 float32 is 15 MB; ColBERT
-# parts hold ~100x more numbers per text.
-_PART_SIZE = {"dense": 10_000, "colbert": 500}
+# parts hold ~100x more numbers per text. On Ray a part is what one actor embeds at a time, so parts
+# are smaller there, to keep every actor busy.
+_PART_SIZE = {("local", "dense"): 10_000, ("local", "colbert"): 500, ("ray", "dense"): 1_000, ("ray", "colbert"): 100}
 
 
 def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +42,10 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     option("--file-name", help="ONNX file in the model folder (default: the INT8 file made for this CPU)")
     option("--batch-size", type=int, default=32, help="texts per ONNX Runtime call (default 32)")
     option(
-        "--part-size", type=int, help="rows per part, the unit of --resume and of memory (default 10000; ColBERT 500)"
+        "--part-size",
+        type=int,
+        help="rows per part: the unit of --resume, of memory and of Ray's work (default 10000, ColBERT 500; "
+        "--engine ray: 1000, ColBERT 100)",
     )
     option("--prompt-name", help="prompt from the model's config to prepend (dense models)")
     option("--normalize", switch=True, default=False, help="L2-normalise each embedding (dense models)")
@@ -75,9 +79,8 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
 def run_embed(args: argparse.Namespace) -> int:
     """Run the job; the summary goes to stderr (or stdout as JSON with ``--json``)."""
     from ..batch import EmbedSettings, JobOptions, Output, Source, embed_corpus
-    from ..hub import is_colbert_model
 
-    kind = args.kind if args.kind != "auto" else ("colbert" if is_colbert_model(args.model, None) else "dense")
+    kind = EmbedSettings.kind_of(args.model, args.kind)
     settings = EmbedSettings(
         model=args.model,
         kind=kind,
@@ -91,7 +94,7 @@ def run_embed(args: argparse.Namespace) -> int:
         pool_factor=args.pool_factor,
     )
     options = JobOptions(
-        part_size=args.part_size or _PART_SIZE[kind],
+        part_size=args.part_size or _PART_SIZE[args.engine, kind],
         on_bad_row=args.on_bad_row,
         resume=args.resume,
         overwrite=args.overwrite,
