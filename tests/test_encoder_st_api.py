@@ -495,7 +495,7 @@ def test_device_and_backend_keywords(tiny_model):
         ({"device": "cuda"}, "device='cuda'"),
         ({"device": "mps"}, "device='mps'"),
         ({"backend": "torch"}, "backend='torch'"),
-        ({"backend": "openvino"}, "backend='openvino'"),
+        ({"backend": "openvino", "runtime": "onnxruntime"}, "backend='openvino'"),  # test_openvino.py: it loads
     ):
         with pytest.raises(InvalidInputError) as info:
             _load(onnx_dir, **kwargs)

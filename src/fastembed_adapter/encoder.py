@@ -1,4 +1,4 @@
-"""``OnnxSentenceEncoder``: ``SentenceTransformer.encode()`` on ONNX Runtime, without torch.
+"""``OnnxSentenceEncoder``: ``SentenceTransformer.encode()`` on ONNX Runtime (or OpenVINO), without torch.
 
 The arguments and results follow sentence-transformers 6.x where 5.x and 6.x differ; the
 keywords ST users pass that need torch (a multi-process ``pool``, ``device="cuda"``, most
@@ -25,7 +25,7 @@ from .metrics import EncoderMetrics
 from .modules import normalize
 from .planning import batches, windows
 from .pooling import PRECISIONS, exclude_prompt, pool, quantize, quantize_matrices
-from .session import load_beside
+from .session import Runtime, load_beside, openvino_source, resolve_runtime, runtime_arguments
 from .similarity import (
     SUPPORTED_SIMILARITY_FN_NAMES,
     Similarity,
@@ -105,13 +105,15 @@ class OnnxSentenceEncoder:
         processor_kwargs: Mapping[str, Any] | None = None,
         config_kwargs: Mapping[str, Any] | None = None,
         backend: str = "onnx",
+        runtime: str | None = None,
     ) -> None:
-        """Load the model folder and build one ONNX Runtime session.
+        """Load the model folder and build one ONNX Runtime (or OpenVINO) session.
 
         Args:
             model_name_or_path: a local folder or a hub repo id (``owner/name``).
             file_name: ONNX file inside the folder, e.g. ``onnx/model.onnx``. Default: the INT8
-                file made for this CPU, else ``onnx/model.onnx``.
+                file made for this CPU, else ``onnx/model.onnx``; with ``runtime="openvino"``
+                ``openvino/openvino_model.xml``, else ``onnx/model.onnx`` (INT8 files are refused).
             threads: intra-op threads; default the CPUs this process may use (cgroup quota, affinity).
             spinning: let idle ORT threads busy-wait between calls (lowest latency); False saves CPU
                 between requests (servers, throttled containers).
@@ -135,11 +137,16 @@ class OnnxSentenceEncoder:
             model_kwargs: ST's ``AutoModel`` keywords that mean something here: ``file_name``,
                 ``provider="CPUExecutionProvider"``, ``export=False``, ``dtype``/``torch_dtype``
                 ``"auto"``/float32, ``attn_implementation`` (no effect: ORT runs its own attention),
-                ``device_map="cpu"``; others raise.
+                ``device_map="cpu"``; with OpenVINO also ``ov_config={"INFERENCE_PRECISION_HINT":
+                "f32"|"bf16"}`` (bf16 only on CPUs that have it); others raise.
             processor_kwargs: tokenizer keywords ``model_max_length`` (sets ``max_seq_length``, as ST 6),
                 ``padding_side``, ``truncation_side``; ``tokenizer_kwargs`` is the deprecated name.
             config_kwargs: not supported (the ONNX graph is built); a non-empty dict raises.
-            backend: ``"onnx"``; ``"torch"``/``"openvino"`` raise.
+            backend: ``"onnx"``, or ``"openvino"`` (sentence-transformers' name for ``runtime="openvino"``);
+                ``"torch"`` raises.
+            runtime: ``"onnxruntime"`` (the default), ``"openvino"`` (extra ``openvino``: the IR
+                ``prepare`` wrote, else the FP32 ONNX file) or ``"auto"`` (OpenVINO only where the
+                manifest records it measured fastest on this CPU, else ONNX Runtime).
         """
         if not isinstance(model_name_or_path, (str, Path)):
             raise InvalidInputError(
@@ -148,10 +155,19 @@ class OnnxSentenceEncoder:
         positive_int("truncate_dim", truncate_dim, allow_none=True)
         positive_int("threads", threads, allow_none=True)
         check_device("device", device)
-        overrides = LoadOverrides.check(file_name, backend, model_kwargs, processor_kwargs, config_kwargs)
+        chosen_runtime, model_kwargs, precision = runtime_arguments(runtime, backend, model_kwargs)
+        overrides = LoadOverrides.check(file_name, "onnx", model_kwargs, processor_kwargs, config_kwargs)
         hub = hub_options(model_name_or_path, cache_folder, local_files_only, auth_token(token, use_auth_token))
-        root, chosen = resolve_model(model_name_or_path, file_name=overrides.file_name, revision=revision, **hub)
+        if chosen_runtime is Runtime.OPENVINO:
+            root, chosen = openvino_source(model_name_or_path, overrides.file_name, revision, hub)
+        else:
+            root, chosen = resolve_model(model_name_or_path, file_name=overrides.file_name, revision=revision, **hub)
         self.layout: ModelLayout = read_layout(root)
+        if chosen_runtime is Runtime.AUTO:
+            chosen_runtime = resolve_runtime(chosen_runtime, self.layout.manifest, overrides.file_name)
+            if chosen_runtime is Runtime.OPENVINO:
+                chosen = openvino_source(root, None, revision, {})[1]
+        self.runtime = chosen_runtime.value
         self.model_path = root
         self.file_name = chosen
         remote = remote_code(root) if trust_remote_code else None
@@ -179,7 +195,7 @@ class OnnxSentenceEncoder:
             return tokenizer, EncoderMetrics(model_name or root.name, registry, enabled=metrics)
 
         self.session, (self.tokenizer, self.metrics) = load_beside(
-            root, chosen, threads, spinning, self.layout.manifest, build
+            root, chosen, threads, spinning, self.layout.manifest, build, chosen_runtime, precision
         )
         width, expected = self.session.output_width, self.layout.pooling.dimension
         if width is not None and width != expected:
@@ -346,7 +362,8 @@ class OnnxSentenceEncoder:
         return (
             f"OnnxSentenceEncoder(model={str(self.model_path)!r}, file={self.file_name!r}, "
             f"dim={self.get_sentence_embedding_dimension()}, max_seq_length={self.max_seq_length}, "
-            f"pooling={pooling!r}, normalize={self.layout.normalize}, threads={self.session.threads})"
+            f"pooling={pooling!r}, normalize={self.layout.normalize}, threads={self.session.threads}, "
+            f"runtime={self.runtime!r})"
         )
 
     # -- tokenization ------------------------------------------------------------------------

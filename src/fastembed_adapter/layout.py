@@ -2,7 +2,8 @@
 
 A folder is a sentence-transformers folder (``modules.json``, ``1_Pooling/config.json``,
 ``sentence_bert_config.json``, ``config_sentence_transformers.json``, ``tokenizer.json``)
-plus ``onnx/*.onnx`` files and, when ``prepare`` wrote it, the manifest ``fastembed_adapter.json``.
+plus ``onnx/*.onnx`` files (and ``openvino/openvino_model.xml``/``.bin``, the layout of sentence-transformers'
+``backend="openvino"``) and, when ``prepare`` wrote it, the manifest ``fastembed_adapter.json``.
 Unknown modules or pooling modes are rejected here rather than guessed.
 """
 
@@ -25,6 +26,7 @@ __all__ = [
     "EXTERNAL_DATA_SUFFIX",
     "FP32_FILE",
     "MANIFEST_NAME",
+    "OPENVINO_FILE",
     "REPORT_JSON",
     "REPORT_MD",
     "FileEntry",
@@ -40,12 +42,15 @@ __all__ = [
     "read_layout",
     "read_modules",
     "transformer_settings",
+    "weights_path",
 ]
 
 MANIFEST_NAME = "fastembed_adapter.json"
 REPORT_JSON = "report.json"
 REPORT_MD = "REPORT.md"
 FP32_FILE = "onnx/model.onnx"
+# The OpenVINO IR ``prepare`` converts from FP32_FILE (FP32 weights in ``openvino_model.bin`` beside it).
+OPENVINO_FILE = "openvino/openvino_model.xml"
 # ``prepare`` stores an ONNX file's weights beside it as ``<file>.onnx_data`` (optimum's and the hub's
 # convention): ONNX Runtime then maps them from disk instead of parsing and copying them.
 EXTERNAL_DATA_SUFFIX = "_data"
@@ -113,9 +118,14 @@ def external_data_path(path: Path) -> Path:
     return path.with_name(path.name + EXTERNAL_DATA_SUFFIX)
 
 
+def weights_path(path: Path) -> Path:
+    """The weights file of a model file: ``<stem>.bin`` beside an OpenVINO ``.xml``, else ``<file>.onnx_data``."""
+    return path.with_suffix(".bin") if path.suffix == ".xml" else external_data_path(path)
+
+
 def onnx_size(path: Path) -> int:
-    """Bytes of an ONNX model on disk: the file plus its external weights file, if any."""
-    data = external_data_path(path)
+    """Bytes of a model on disk: the ONNX file (or OpenVINO ``.xml``) plus its weights file, if any."""
+    data = weights_path(path)
     return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
 
 
@@ -181,10 +191,11 @@ def _object(data: Mapping[str, Any], key: str) -> dict[str, Any]:
 _DESCRIPTIVE = frozenset({REPORT_JSON, REPORT_MD, "README.md"})
 _EXTRA_LAYOUTS = ("transformers.js/",)
 _TORCH_WEIGHTS = (".safetensors", ".bin")
+_MODEL_FOLDERS = ("onnx/", "openvino/")  # one model file (and its weights) of these is loaded; the rest is not read
 
 
 def _changes_vectors(relative: str, chosen: set[str]) -> bool:
-    if relative.startswith("onnx/"):
+    if relative.startswith(_MODEL_FOLDERS):
         return relative in chosen
     if "/" not in relative and relative.endswith(_TORCH_WEIGHTS):  # the transformer's PyTorch weights
         return False  # (--torch-weights): the ONNX file holds its own, so they never reach a vector here
@@ -204,7 +215,10 @@ class Manifest:
     source_revision: str | None = None
     quality_target: Mapping[str, float] = field(default_factory=dict)
     fp32_fallback: str | None = None
-    validation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per ONNX file
+    validation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per model file
+    # {CPU ISA (QuantTarget value): runtime} where a side-by-side benchmark measured that runtime fastest on
+    # that ISA (prepare's quick benchmark: batch-1 p50 and batch-32 throughput both): what ``runtime="auto"`` follows.
+    fastest_runtime: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
@@ -226,16 +240,18 @@ class Manifest:
             quality_target=MappingProxyType(goal),
             fp32_fallback=data.get("fp32_fallback"),
             validation=MappingProxyType({str(k): v for k, v in validation.items() if isinstance(v, dict)}),
+            fastest_runtime=MappingProxyType({str(k): str(v) for k, v in _object(data, "fastest_runtime").items()}),
         )
 
     def verify(self, root: Path, name: str) -> None:
         """Check size and sha256 of every listed file that changes a vector, against the manifest.
 
-        That is the ONNX file ``name`` and its external weights, the tokenizer files, every config
-        and module weight file; the other ONNX files, the reports and the extra layouts are not
-        read. Files the manifest does not list pass; a listed file that is missing fails.
+        That is the model file ``name`` and its weights (``.onnx_data``, or an OpenVINO ``.xml``'s
+        ``.bin``), the tokenizer files, every config and module weight file; the other ONNX and
+        OpenVINO files, the reports and the extra layouts are not read. Files the manifest does not
+        list pass; a listed file that is missing fails.
         """
-        chosen = {name, external_data_path(root / name).relative_to(root).as_posix()}
+        chosen = {name, weights_path(root / name).relative_to(root).as_posix()}
         for relative in sorted(self.files):
             if not _changes_vectors(relative, chosen):
                 continue

@@ -1,20 +1,28 @@
-"""The only place an ONNX Runtime session is built or run; ORT errors are translated here."""
+"""The only place an ONNX Runtime session is built or run (ORT errors translated here), and where a runtime is chosen.
+
+``Session`` is what the encoders drive: ``OnnxSession`` here, or ``openvino_session.OpenVinoSession``
+(extra ``openvino``, imported only when chosen). ``open_session`` is the one place that picks between them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import onnxruntime as ort
 
-from .cpu import available_cpus
+from .cpu import available_cpus, detect_target
 from .errors import CorruptModelError, InferenceError, InvalidInputError, ModelNotFoundError
+from .hub import check_model_source, resolve_model
+from .layout import FP32_FILE, read_manifest
 
 if TYPE_CHECKING:
     from .layout import Manifest
@@ -25,10 +33,16 @@ __all__ = [
     "DISABLED_OPTIMIZERS",
     "TOKEN_OUTPUTS",
     "OnnxSession",
+    "Runtime",
+    "Session",
     "load_beside",
     "model_feeds",
+    "open_session",
+    "openvino_source",
     "output_runner",
     "release_freed_memory",
+    "resolve_runtime",
+    "runtime_arguments",
 ]
 
 # ORT's fusion of a residual Add + LayerNormalization into SkipLayerNormalization: its CPU kernel is slower
@@ -41,6 +55,133 @@ TOKEN_OUTPUTS = ("last_hidden_state", "token_embeddings")
 # ORT's own log (written straight to stderr, in red, before the exception) stays off at every severity
 # below fatal: each error it reports reaches the caller as our exception, translated below.
 _ORT_LOG_FATAL_ONLY = 4
+
+
+class Runtime(str, Enum):
+    """The engine that runs the transformer graph; ``AUTO`` follows the manifest's measured winner."""
+
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+    AUTO = "auto"
+
+    @classmethod
+    def parse(cls, value: object) -> Runtime:
+        """``value`` as a ``Runtime`` (None: ONNX Runtime); anything else raises ``InvalidInputError``."""
+        if value is None:
+            return cls.ONNXRUNTIME
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(repr(runtime.value) for runtime in cls)
+            raise InvalidInputError(f"Unknown runtime {value!r}. Valid runtimes: {valid}.") from None
+
+
+class Session(Protocol):
+    """What an encoder needs of a runtime session: its inputs, its token output, and ``run``."""
+
+    path: Path
+    threads: int
+    input_names: tuple[str, ...]
+    output_name: str
+    output_width: int | None
+
+    def run(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Run one batch and return the token embeddings ``(batch, seq, hidden)`` as float32."""
+        ...
+
+
+def open_session(
+    path: Path,
+    runtime: Runtime = Runtime.ONNXRUNTIME,
+    threads: int | None = None,
+    spinning: bool = True,
+    precision: str = "f32",
+) -> Session:
+    """The session of ``path`` on ``runtime``: the one place a runtime is picked.
+
+    ``spinning`` applies to ONNX Runtime only, ``precision`` (OpenVINO's ``INFERENCE_PRECISION_HINT``,
+    ``"f32"`` or ``"bf16"``) to OpenVINO only; ``runtime`` must be resolved (not ``AUTO``).
+    """
+    if runtime is Runtime.OPENVINO:
+        from .openvino_session import OpenVinoSession
+
+        return OpenVinoSession(path, threads, precision)
+    if runtime is not Runtime.ONNXRUNTIME:
+        raise InvalidInputError(f"open_session needs a resolved runtime, got {runtime.value!r}.")
+    if precision != "f32":
+        raise InvalidInputError(f"precision={precision!r} applies to runtime='openvino'; ONNX Runtime runs the file.")
+    return OnnxSession(path, threads, spinning)
+
+
+def resolve_runtime(runtime: Runtime, manifest: Manifest | None, file_name: str | None) -> Runtime:
+    """``AUTO`` made concrete: OpenVINO where the manifest records it measured fastest on this CPU, else ONNX Runtime.
+
+    Only without an explicit ``file_name`` (an INT8 ONNX file must stay on ONNX Runtime) and only when
+    ``openvino`` is importable. ``prepare`` records the winner of its quick benchmark, keyed by the ISA it ran on.
+    """
+    if runtime is not Runtime.AUTO:
+        return runtime
+    target = detect_target()
+    winner = manifest.fastest_runtime.get(target.value) if manifest is not None and target is not None else None
+    if winner == Runtime.OPENVINO.value and file_name is None and _importable("openvino"):
+        return Runtime.OPENVINO
+    return Runtime.ONNXRUNTIME
+
+
+def runtime_arguments(
+    runtime: str | None, backend: str, model_kwargs: Mapping[str, Any] | None
+) -> tuple[Runtime, dict[str, Any], str]:
+    """The runtime ``runtime``/``backend`` ask for, ``model_kwargs`` without ``ov_config``, and OpenVINO's precision.
+
+    ``backend="openvino"`` is sentence-transformers' name for ``runtime="openvino"``; ``backend="torch"``
+    and a contradicting pair raise. ``ov_config`` may only set ``INFERENCE_PRECISION_HINT``.
+    """
+    if backend not in ("onnx", "openvino"):
+        raise InvalidInputError(
+            f"backend={backend!r}: OnnxSentenceEncoder runs the 'onnx' backend on ONNX Runtime or OpenVINO "
+            "(backend='openvino'), never torch; for 'torch' use sentence_transformers.SentenceTransformer."
+        )
+    chosen = Runtime.parse(runtime if runtime is not None else ("openvino" if backend == "openvino" else None))
+    if backend == "openvino" and chosen is not Runtime.OPENVINO:
+        raise InvalidInputError(f"backend='openvino' and runtime={runtime!r} disagree; pass one of them.")
+    kwargs = dict(model_kwargs or {})
+    ov_config = kwargs.pop("ov_config", None)
+    if ov_config is None:
+        return chosen, kwargs, "f32"
+    if chosen is not Runtime.OPENVINO:
+        raise InvalidInputError("model_kwargs['ov_config'] configures OpenVINO: pass it with runtime='openvino'.")
+    if not isinstance(ov_config, Mapping) or set(ov_config) - {"INFERENCE_PRECISION_HINT"}:
+        raise InvalidInputError(
+            f"model_kwargs['ov_config']={ov_config!r:.120}: only INFERENCE_PRECISION_HINT ('f32' or 'bf16') can be "
+            "set; threads come from threads=, and the other OpenVINO settings are fixed (LATENCY, one stream)."
+        )
+    return chosen, kwargs, str(ov_config.get("INFERENCE_PRECISION_HINT", "f32")).lower()
+
+
+def openvino_source(
+    model: str | Path, file_name: str | None, revision: str | None, hub: Mapping[str, Any]
+) -> tuple[Path, str]:
+    """(folder, file) for ``runtime="openvino"``: a local folder's IR or FP32 ONNX, a hub repo's FP32 ONNX."""
+    from .openvino_session import choose_openvino_file  # imports this module: imported when used
+
+    source = check_model_source(model)
+    if isinstance(source, Path):
+        manifest = read_manifest(source)
+        return source, choose_openvino_file(source, file_name, manifest.files if manifest is not None else ())
+    if file_name is not None and not file_name.endswith(".onnx"):
+        raise InvalidInputError(
+            f"file_name={file_name!r}: from the hub, runtime='openvino' runs the FP32 ONNX file; to use an "
+            "OpenVINO IR, download the repo and pass its local folder."
+        )
+    root, chosen = resolve_model(source, file_name=file_name or FP32_FILE, revision=revision, **hub)
+    return root, choose_openvino_file(root, chosen)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # sys.modules[module] is None
+        return False
 
 
 class OnnxSession:
@@ -103,16 +244,23 @@ class OnnxSession:
 
 
 def load_beside(
-    root: Path, file_name: str, threads: int | None, spinning: bool, manifest: Manifest | None, build: Callable[[], T]
-) -> tuple[OnnxSession, T]:
+    root: Path,
+    file_name: str,
+    threads: int | None,
+    spinning: bool,
+    manifest: Manifest | None,
+    build: Callable[[], T],
+    runtime: Runtime = Runtime.ONNXRUNTIME,
+    precision: str = "f32",
+) -> tuple[Session, T]:
     """Build the session of ``root/file_name`` and check the manifest in worker threads while ``build()`` runs here.
 
     The session build releases the GIL, so a cold start overlaps it with the tokenizer and metrics
-    set-up ``build`` does. A manifest mismatch explains a failed load better than ONNX Runtime
+    set-up ``build`` does. A manifest mismatch explains a failed load better than the runtime
     does, so it is raised first whatever else failed.
     """
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fea-load") as workers:
-        session = workers.submit(OnnxSession, root / file_name, threads, spinning)
+        session = workers.submit(open_session, root / file_name, runtime, threads, spinning, precision)
         check = workers.submit(manifest.verify, root, file_name) if manifest is not None else None
         try:
             built = build()

@@ -97,6 +97,13 @@ def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="keep the source's PyTorch weights in the output, so sentence-transformers or PyLate load it with torch",
     )
+    option(
+        "--openvino",
+        switch=True,
+        default=True,
+        help="also write openvino/openvino_model.xml (FP32 OpenVINO IR, validated like the ONNX files) when the "
+        "openvino extra is installed (default on; --no-openvino skips it)",
+    )
     option("--force", switch=True, default=False, help="replace an existing output folder")
     add_flag(parser, "--json", env="FEA_JSON", switch=True, default=False, help="print report.json, not REPORT.md")
     add_common_arguments(parser)
@@ -139,6 +146,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
             benchmark=args.benchmark,
             layouts=(args.layout,) if args.layout != "default" else (),
             torch_weights=args.torch_weights,
+            openvino=args.openvino,
             threads=args.threads,
             progress=progress,
         )
@@ -279,6 +287,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     option("--host", help="address to bind (default 127.0.0.1)")
     option("--port", type=int, env=("FEA_PORT", "PORT"), help="port (default 8080)")
     option("--threads", type=int, help="ONNX Runtime threads")
+    option("--runtime", choices=("onnxruntime", "openvino", "auto"), help="dense models: runtime (default onnxruntime)")
     for flag, kind, what in (
         ("--max-batch-texts", int, "texts per micro-batch (default 32)"),
         ("--max-batch-tokens", int, "tokens per micro-batch (default 16384)"),

@@ -1,4 +1,4 @@
-"""``prepare``: load → export → optimize → quantize → validate → benchmark → report → publish.
+"""``prepare``: load → export → optimize → (OpenVINO IR) → quantize → validate → benchmark → report → publish.
 
 Each stage is timed; ``progress`` (if given) is called with the stage name as each starts,
 so the CLI can draw a progress display. The output folder appears only when every gate passed.
@@ -22,13 +22,14 @@ from ..cpu import QuantTarget, available_cpus, detect_target
 from ..errors import InvalidInputError, ModelNotFoundError, ValidationFailedError
 from ..extras import versions
 from ..hub import check_model_source, download_snapshot
-from ..layout import FP32_FILE, MANIFEST_NAME, int8_file_name, onnx_size, read_json, read_layout
+from ..layout import FP32_FILE, MANIFEST_NAME, OPENVINO_FILE, int8_file_name, onnx_size, read_json, read_layout
 from ..texts import calibration_texts, held_out_texts, load_texts, validation_texts
 from .compat import loadable
 from .export import export_optimized
+from .openvino import openvino_installed, write_openvino
 from .quantize import RECIPES, Calibration, Recipe, quantize_int8
 from .report import Machine, QuickBenchmark, RecipeResult, Report, ValidationFigures, write_reports
-from .speed import quick_benchmark
+from .speed import fastest_runtime, quick_benchmark
 from .validate import QualityTarget, compare
 from .writer import WEIGHT_SUFFIXES, check_output, disk_full_errno, file_table, remove_onnx, staging, write_json
 
@@ -45,6 +46,7 @@ _VERSIONED = (
     "onnxscript",
     "tokenizers",
     "numpy",
+    "openvino",
 )
 
 
@@ -70,6 +72,7 @@ class PrepareOptions:
     benchmark: bool = True
     layouts: tuple[str, ...] = ()  # extra layouts written inside the output: "transformers.js"
     torch_weights: bool = False  # keep the source's PyTorch weights, so the output also loads with torch
+    openvino: bool = True  # also write openvino/openvino_model.xml where the openvino extra is installed
     threads: int | None = None
     progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
@@ -125,20 +128,44 @@ class _Timer:
         self.timings[name] = round(time.perf_counter() - start, 3)
 
 
-def _encode_onnx(folder: Path, file_name: str, texts: list[str], threads: int | None) -> tuple[np.ndarray, float]:
-    """Embeddings of ``texts`` with one ONNX file (no cache) and the seconds the encode took."""
+def _encode(
+    folder: Path, file_name: str, texts: list[str], threads: int | None, runtime: str
+) -> tuple[np.ndarray, float]:
+    """Embeddings of ``texts`` with one model file on ``runtime`` (no cache) and the seconds the encode took."""
     from ..encoder import OnnxSentenceEncoder
 
-    encoder = OnnxSentenceEncoder(folder, file_name=file_name, threads=threads, cache_size=0, metrics=False)
+    encoder = OnnxSentenceEncoder(
+        folder, file_name=file_name, threads=threads, cache_size=0, metrics=False, runtime=runtime
+    )
     start = time.perf_counter()
     embeddings = np.asarray(encoder.encode(texts, batch_size=32))
     return embeddings, time.perf_counter() - start
 
 
-def _measure(run: _Run, out: Path, file_name: str, target: QualityTarget) -> ValidationFigures:
-    """One ONNX file on the validation texts (timed) and on the held-out ones, both held to ``target``."""
-    embeddings, seconds = _encode_onnx(out, file_name, run.texts, run.options.threads)
-    held_out, _ = _encode_onnx(out, file_name, run.held_out, run.options.threads)
+def _encode_onnx(folder: Path, file_name: str, texts: list[str], threads: int | None) -> tuple[np.ndarray, float]:
+    """Embeddings of ``texts`` with one ONNX file on ONNX Runtime, and the seconds the encode took."""
+    return _encode(folder, file_name, texts, threads, "onnxruntime")
+
+
+def _encode_openvino(folder: Path, file_name: str, texts: list[str], threads: int | None) -> tuple[np.ndarray, float]:
+    """Embeddings of ``texts`` with the OpenVINO IR on OpenVINO, and the seconds the encode took."""
+    return _encode(folder, file_name, texts, threads, "openvino")
+
+
+def _measure(
+    run: _Run,
+    out: Path,
+    file_name: str,
+    target: QualityTarget,
+    encode: Callable[[Path, str, list[str], int | None], tuple[np.ndarray, float]] | None = None,
+) -> ValidationFigures:
+    """One model file on the validation texts (timed) and on the held-out ones, both held to ``target``.
+
+    ``encode`` runs the file (default ``_encode_onnx``, looked up at call time).
+    """
+    encode = encode or _encode_onnx
+    embeddings, seconds = encode(out, file_name, run.texts, run.options.threads)
+    held_out, _ = encode(out, file_name, run.held_out, run.options.threads)
     return ValidationFigures.measure(
         compare(run.reference, embeddings), target, seconds, compare(run.held_out_reference, held_out)
     )
@@ -199,12 +226,15 @@ def prepare_model(options: PrepareOptions) -> dict[str, Any]:
             shutil.rmtree(work)
         with stage("validate"):
             _validate_fp32(run, out)  # a drifted export fails here, before any INT8 recipe runs
+            if options.openvino and openvino_installed():
+                _validate_openvino(run, out)
         if run.target is not None:
             with stage("quantize"):
                 _quantize(run, out, run.target)
         if options.benchmark:
             with stage("benchmark"):
                 files = [FP32_FILE, *([run.default_file] if run.target else [])]
+                files += [OPENVINO_FILE] if OPENVINO_FILE in run.files else []
                 run.bench = quick_benchmark(run.model, out, files, options.threads)
         with stage("write"):
             report = _write(run, out)
@@ -247,6 +277,21 @@ def _validate_fp32(run: _Run, out: Path) -> None:
             f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {worst:.6f} "
             f"< {options.min_cosine_fp32} ({'; '.join(row.failures)}). No INT8 recipe was tried and nothing "
             "was written."
+        )
+
+
+def _validate_openvino(run: _Run, out: Path) -> None:
+    """Convert the validated FP32 graph to the OpenVINO IR and hold it, run by OpenVINO, to the FP32 gate."""
+    options = run.options
+    write_openvino(out / FP32_FILE, out / OPENVINO_FILE)
+    row = _measure(run, out, OPENVINO_FILE, QualityTarget(min_cosine=options.min_cosine_fp32), _encode_openvino)
+    run.files[OPENVINO_FILE] = row
+    if not row.passed:
+        worst = min(row.quality.min_cosine, row.held_out.min_cosine if row.held_out else 1.0)
+        raise ValidationFailedError(
+            f"The OpenVINO IR {OPENVINO_FILE} drifted from PyTorch: min cosine {worst:.6f} < "
+            f"{options.min_cosine_fp32} ({'; '.join(row.failures)}). Nothing was written; pass --no-openvino to "
+            "prepare without it."
         )
 
 
@@ -295,11 +340,21 @@ def _write(run: _Run, out: Path) -> Report:
         versions=versions(_VERSIONED),
         machine=Machine(cpus=available_cpus(), isa=getattr(detect_target(), "value", None)),
         sizes={name: onnx_size(out / name) for name in run.files},
+        fastest_runtime=_fastest_runtime(run),
     )
     write_reports(out, report)
     write_extra_layouts(out, options, run.default_file)
     write_json(out / MANIFEST_NAME, report.manifest_json(file_table(out)))
     return report
+
+
+def _fastest_runtime(run: _Run) -> dict[str, str]:
+    """``{ISA: runtime}`` from the quick benchmark of this CPU, where it measured both runtimes."""
+    target = detect_target()
+    if run.bench is None or target is None:
+        return {}
+    winner = fastest_runtime(run.bench, run.default_file, OPENVINO_FILE)
+    return {target.value: winner} if winner else {}
 
 
 def write_extra_layouts(out: Path, options: PrepareOptions, default_file: str) -> None:

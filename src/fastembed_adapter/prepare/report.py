@@ -204,6 +204,8 @@ class Report:
     machine: Machine
     sizes: Mapping[str, int]  # bytes per ONNX file, external weights included
     held_out_texts: int = 0  # texts of the held-out split every file was also held to
+    # {CPU ISA: runtime} measured fastest here by the quick benchmark: what ``runtime="auto"`` follows
+    fastest_runtime: Mapping[str, str] = field(default_factory=dict)
 
     def _files_json(self) -> dict[str, Any]:
         return {name: figures.to_json() for name, figures in self.files.items()}
@@ -232,6 +234,7 @@ class Report:
             },
             "recipes": [row.to_json() for row in self.recipes],
             "benchmark": self.benchmark.to_json() if self.benchmark else {},
+            "fastest_runtime": dict(self.fastest_runtime),
             "timings": dict(self.timings),
             "versions": dict(self.versions),
             "machine": asdict(self.machine),
@@ -255,6 +258,7 @@ class Report:
             "pooling": list(self.pooling),
             "normalize": self.normalize,
             "versions": dict(self.versions),
+            "fastest_runtime": dict(self.fastest_runtime),
             "validation": self._files_json(),
             "files": dict(files),
         }
@@ -288,6 +292,7 @@ class Report:
             versions=dict(data["versions"]),
             machine=Machine(**data["machine"]),
             sizes=dict(data["sizes"]),
+            fastest_runtime=dict(data.get("fastest_runtime", {})),
         )
 
 
@@ -383,12 +388,25 @@ def render_markdown(report: Report | Mapping[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
         *(_validation_row(name, row) for name, row in report.files.items()),
     ]
+    if any(name.endswith(".xml") for name in report.files):
+        version = report.versions.get("openvino", "")
+        lines += [
+            "",
+            f"`.xml` files are run by OpenVINO {version} (FP32, `INFERENCE_PRECISION_HINT` f32; load them with "
+            '`runtime="openvino"`), the `.onnx` files by ONNX Runtime.',
+        ]
     if report.fp32_fallback:
         lines += ["", f"**WARNING: {report.fp32_fallback}**"]
     if report.recipes:
         lines += _recipe_lines(report.recipes)
     if report.benchmark:
         lines += _benchmark_lines(report.benchmark)
+    for isa, runtime in report.fastest_runtime.items():
+        lines += [
+            "",
+            f"Fastest runtime on `{isa}` by this benchmark (batch-1 p50 and batch-32 throughput both): **{runtime}**; "
+            '`runtime="auto"` follows it on CPUs of that kind.',
+        ]
     lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {secs:.2f} |" for name, secs in report.timings.items()]
     lines += ["", "## Files", "", "| file | MB |", "|---|---|"]

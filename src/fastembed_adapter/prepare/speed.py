@@ -16,7 +16,7 @@ from ..cpu import available_cpus
 from ..texts import calibration_texts
 from .report import QuickBenchmark, SpeedFigures
 
-__all__ = ["quick_benchmark"]
+__all__ = ["fastest_runtime", "quick_benchmark"]
 
 _QUERIES = 40
 _WARMUP = 5
@@ -40,8 +40,20 @@ def _measure(encode: Callable[[Any], Any], queries: list[str], passages: list[st
     )
 
 
+def fastest_runtime(bench: QuickBenchmark, onnx_file: str, openvino_file: str) -> str | None:
+    """``openvino`` where its file beat ``onnx_file`` at batch-1 p50 *and* batch-32 throughput, else ``onnxruntime``.
+
+    None when either was not measured. A split verdict keeps ONNX Runtime (lower memory, the INT8 file).
+    """
+    ours, theirs = bench.backends.get(onnx_file), bench.backends.get(openvino_file)
+    if ours is None or theirs is None:
+        return None
+    faster = theirs.p50_ms < ours.p50_ms and theirs.throughput > ours.throughput
+    return "openvino" if faster else "onnxruntime"
+
+
 def quick_benchmark(model: Any, folder: Path, files: list[str], threads: int | None) -> QuickBenchmark:
-    """Measure PyTorch ``model`` and each ONNX file in ``folder`` on the same texts."""
+    """Measure PyTorch ``model`` and each model file in ``folder`` (``.xml``: on OpenVINO) on the same texts."""
     from ..encoder import OnnxSentenceEncoder
 
     texts = calibration_texts()
@@ -49,7 +61,10 @@ def quick_benchmark(model: Any, folder: Path, files: list[str], threads: int | N
     sentences = texts[:200]
     backends = {"pytorch": _measure(lambda x: model.encode(x, batch_size=32), queries, sentences)}
     for name in files:
-        encoder = OnnxSentenceEncoder(folder, file_name=name, threads=threads, cache_size=0, metrics=False)
+        runtime = "openvino" if name.endswith(".xml") else "onnxruntime"
+        encoder = OnnxSentenceEncoder(
+            folder, file_name=name, threads=threads, cache_size=0, metrics=False, runtime=runtime
+        )
         backends[name] = _measure(encoder.encode, queries, sentences)
     return QuickBenchmark(
         threads=threads or available_cpus(), queries=len(queries), texts=len(sentences), backends=backends

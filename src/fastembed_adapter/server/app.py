@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from ..errors import FastembedAdapterError
+from ..errors import FastembedAdapterError, InvalidInputError
 from .engine import ModelHost
 from .metrics import ServerMetrics
 from .middleware import ObservabilityMiddleware
@@ -40,6 +40,8 @@ def default_encoder_factory(
         from ..hub import is_colbert_model
 
         if is_colbert_model(settings.model):
+            if settings.runtime not in (None, "onnxruntime", "auto"):
+                raise InvalidInputError(f"runtime={settings.runtime!r}: ColBERT models run on ONNX Runtime only.")
             return OnnxColbertEncoder(
                 settings.model,
                 file_name=settings.file_name,
@@ -54,6 +56,7 @@ def default_encoder_factory(
             file_name=settings.file_name,
             threads=settings.threads,
             spinning=False,  # a server idles between requests; spinning threads would burn the CPU quota
+            runtime=settings.runtime,
             cache_size=settings.cache_size,
             registry=registry,
             model_name=settings.served_name,

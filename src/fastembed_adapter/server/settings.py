@@ -64,6 +64,7 @@ class ServerSettings:
         host: address to bind.
         port: TCP port to bind.
         threads: ONNX Runtime intra-op threads (default: the CPUs this process may use).
+        runtime: ``onnxruntime``, ``openvino`` or ``auto`` for a dense model (default: the encoder's, ONNX Runtime).
         max_batch_texts: texts merged into one ONNX call at most (a larger request runs alone).
         max_batch_tokens: tokens (after truncation) merged into one micro-batch at most.
         max_batch_wait_ms: how long the first queued request may wait for others to join its batch.
@@ -96,6 +97,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     threads: int | None = None
+    runtime: str | None = None
     max_batch_texts: int = 32
     max_batch_tokens: int = 16384
     max_batch_wait_ms: float = 2.0
@@ -132,6 +134,8 @@ class ServerSettings:
             _check_positive(name, value)
         if self.threads is not None:
             _check_positive("threads", self.threads)
+        if self.runtime not in (None, "onnxruntime", "openvino", "auto"):
+            raise InvalidInputError(f"runtime must be onnxruntime, openvino or auto, got {self.runtime!r}.")
         _check_positive("max_batch_wait_ms", self.max_batch_wait_ms, allow_zero=True)
         _check_positive("cache_size", self.cache_size, allow_zero=True)
         _check_positive("drain_timeout", self.drain_timeout, allow_zero=True)
