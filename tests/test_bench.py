@@ -1,8 +1,8 @@
 """Smoke test of ``fastembed-adapter bench --quick`` on the tiny prepared BERT model, and the worker's refusal.
 
 Checks that the files are produced and well formed, never how fast anything is: benchmarks are
-not timed unit tests. One round of the two backends the whole path needs (the PyTorch baseline
-every ratio divides by, and our INT8 encoder: targets, stage breakdown, GEMM-ceiling share); the
+not timed unit tests. One round of the three backends the whole path needs (the PyTorch baseline
+every ratio divides by, our INT8 encoder: targets, stage breakdown, GEMM-ceiling share, and the OpenVINO IR); the
 figures, tables and the unavailable-backend rendering are unit-tested on canned worker output in
 ``test_bench_stats.py``.
 """
@@ -19,7 +19,7 @@ import sys
 from checks import TINY_INT8_MIN_COSINE
 from tiny import TinySpec
 
-BACKENDS = ["pytorch-fp32", "ours-int8"]
+BACKENDS = ["pytorch-fp32", "ours-int8", "ours-openvino-fp32"]
 FIGURES = ["cold_start_s", "p50_ms", "p95_ms", "p99_ms", "short_texts_per_s", "long_texts_per_s", "peak_rss_mb"]
 
 

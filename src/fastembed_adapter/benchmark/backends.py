@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..layout import OPENVINO_FILE
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -37,6 +39,7 @@ class Precision(str, Enum):
 
     FP32 = "fp32"
     INT8 = "int8"
+    BF16 = "bf16"  # the FP32 OpenVINO IR run with INFERENCE_PRECISION_HINT=bf16 (AVX-512 BF16 / AMX CPUs)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Backend:
     kind: Kind
     precision: Precision
     label: str
+    runtime: str = "onnxruntime"  # ours only: which runtime OnnxSentenceEncoder runs the file on
 
 
 BACKENDS: tuple[Backend, ...] = (
@@ -56,6 +60,8 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("fastembed-int8", Kind.FASTEMBED, Precision.INT8, "fastembed TextEmbedding INT8"),
     Backend("ours-int8", Kind.OURS, Precision.INT8, "OnnxSentenceEncoder INT8"),
     Backend("ours-fp32", Kind.OURS, Precision.FP32, "OnnxSentenceEncoder FP32"),
+    Backend("ours-openvino-fp32", Kind.OURS, Precision.FP32, "OnnxSentenceEncoder OpenVINO FP32 (IR)", "openvino"),
+    Backend("ours-openvino-bf16", Kind.OURS, Precision.BF16, "OnnxSentenceEncoder OpenVINO BF16 (IR)", "openvino"),
 )
 BASELINE = BACKENDS[0]
 
@@ -75,7 +81,9 @@ class LoadContext:
     threads: int
 
     def file_for(self, backend: Backend) -> str:
-        """The ONNX file (relative to ``prepared``) the backend runs."""
+        """The model file (relative to ``prepared``) the backend runs: the OpenVINO IR for OpenVINO backends."""
+        if backend.runtime == "openvino":
+            return OPENVINO_FILE
         if backend.precision is Precision.FP32:
             return self.fp32_file
         if self.int8_file is None:
@@ -191,16 +199,32 @@ def _ours(backend: Backend, ctx: LoadContext) -> Embedder:
     from prometheus_client import CollectorRegistry
 
     from ..encoder import OnnxSentenceEncoder
+    from ..errors import FastembedAdapterError
 
     file_name = ctx.file_for(backend)
     registry = CollectorRegistry()  # default metrics=True (what users get), read back for the stage breakdown
-    model = OnnxSentenceEncoder(
-        ctx.prepared, file_name=file_name, threads=ctx.threads, cache_size=0, registry=registry, model_name="bench"
-    )
+    extra: dict[str, Any] = {}
+    if backend.precision is Precision.BF16:
+        extra["model_kwargs"] = {"ov_config": {"INFERENCE_PRECISION_HINT": "bf16"}}
+    try:
+        model = OnnxSentenceEncoder(
+            ctx.prepared,
+            file_name=file_name,
+            threads=ctx.threads,
+            cache_size=0,
+            registry=registry,
+            model_name="bench",
+            runtime=backend.runtime,
+            **extra,
+        )
+    except FastembedAdapterError as exc:  # no openvino installed, no BF16 on this CPU: a column that cannot run
+        if backend.runtime == "onnxruntime":
+            raise
+        raise UnavailableError(str(exc)) from exc
     return Embedder(
         encode=lambda texts: model.encode(texts, batch_size=BATCH_SIZE),
         encode_one=lambda text: model.encode(text),
-        details={"file": file_name, "max_seq_length": model.max_seq_length, "cache_size": 0},
+        details={"file": file_name, "runtime": model.runtime, "max_seq_length": model.max_seq_length, "cache_size": 0},
         stages=lambda: stage_seconds(registry),
     )
 

@@ -25,7 +25,7 @@ import numpy as np
 from ..cpu import available_cpus, detect_target
 from ..errors import FastembedAdapterError, InvalidInputError, ModelNotFoundError
 from ..extras import versions
-from ..layout import FP32_FILE, int8_file_name, onnx_size
+from ..layout import FP32_FILE, OPENVINO_FILE, int8_file_name, onnx_size
 from .backends import BACKENDS, BASELINE, Backend, Kind, Precision, by_name
 from .gemm import gemm_ceiling
 from .stats import backend_summary, encoder_macs, per_run_figures, quality
@@ -95,6 +95,8 @@ def _model_file_mb(backend: Backend, options: BenchOptions, int8: str | None) ->
                 return (options.source / name).stat().st_size / 2**20
         return None
     file_name = options.fp32_file if backend.precision is Precision.FP32 else int8
+    if backend.runtime == "openvino":
+        file_name = OPENVINO_FILE
     path = options.prepared / file_name if file_name else None
     return onnx_size(path) / 2**20 if path is not None and path.is_file() else None
 
@@ -235,8 +237,11 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
 
     figures = {b: {r: per_run_figures(run) for r, run in rs.items()} for b, rs in runs.items()}
     macs = {part: encoder_macs(config, counts) for part, counts in tokens.items()}
+    # BF16 is held to the FP32 figures: no BF16 peak or ceiling is measured here
     peaks = {Precision.INT8: options.peak_int8_gmacs, Precision.FP32: options.peak_fp32_gmacs}
+    peaks[Precision.BF16] = peaks[Precision.FP32]
     ceilings = {Precision.INT8: ceiling["int8_gmacs"], Precision.FP32: ceiling["fp32_gmacs"]}
+    ceilings[Precision.BF16] = ceilings[Precision.FP32]
     results: dict[str, Any] = {}
     for backend in backends:
         entry: dict[str, Any] = {
