@@ -44,6 +44,7 @@ REPORT_KEYS = [
     "versions",
     "machine",
     "sizes",
+    "fastest_runtime",
 ]
 MANIFEST_KEYS = [
     "schema_version",
@@ -62,6 +63,7 @@ MANIFEST_KEYS = [
     "versions",
     "validation",
     "files",
+    "fastest_runtime",
 ]
 QUALITY_KEYS = ["min_cosine", "mean_cosine", "max_abs_error", "topk_agreement", "k", "texts"]
 ROW_KEYS = [*QUALITY_KEYS, "target", "encode_seconds", "passed", "failures"]

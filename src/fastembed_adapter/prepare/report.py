@@ -234,11 +234,11 @@ class Report:
             },
             "recipes": [row.to_json() for row in self.recipes],
             "benchmark": self.benchmark.to_json() if self.benchmark else {},
-            "fastest_runtime": dict(self.fastest_runtime),
             "timings": dict(self.timings),
             "versions": dict(self.versions),
             "machine": asdict(self.machine),
             "sizes": dict(self.sizes),
+            "fastest_runtime": dict(self.fastest_runtime),  # added last: the keys before keep their order
         }
 
     def manifest_json(self, files: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -258,9 +258,9 @@ class Report:
             "pooling": list(self.pooling),
             "normalize": self.normalize,
             "versions": dict(self.versions),
-            "fastest_runtime": dict(self.fastest_runtime),
             "validation": self._files_json(),
             "files": dict(files),
+            "fastest_runtime": dict(self.fastest_runtime),  # what runtime="auto" follows
         }
 
     @classmethod
