@@ -266,32 +266,43 @@ def _save_configs(run: _Run, out: Path) -> None:
 
 def _validate_fp32(run: _Run, out: Path) -> None:
     """PyTorch's reference embeddings, and the FP32 gate on the optimized ONNX file."""
-    options = run.options
     run.reference = np.asarray(run.model.encode(run.texts, batch_size=32, convert_to_numpy=True))
     run.held_out_reference = np.asarray(run.model.encode(run.held_out, batch_size=32, convert_to_numpy=True))
-    row = _measure(run, out, FP32_FILE, QualityTarget(min_cosine=options.min_cosine_fp32))
-    run.files[FP32_FILE] = row
-    if not row.passed:
-        worst = min(row.quality.min_cosine, row.held_out.min_cosine if row.held_out else 1.0)
-        raise ValidationFailedError(
-            f"The optimized FP32 ONNX model drifted from PyTorch: min cosine {worst:.6f} "
-            f"< {options.min_cosine_fp32} ({'; '.join(row.failures)}). No INT8 recipe was tried and nothing "
-            "was written."
-        )
+    _fp32_gate(
+        run, out, FP32_FILE, "The optimized FP32 ONNX model", "No INT8 recipe was tried and nothing was written."
+    )
 
 
 def _validate_openvino(run: _Run, out: Path) -> None:
     """Convert the validated FP32 graph to the OpenVINO IR and hold it, run by OpenVINO, to the FP32 gate."""
-    options = run.options
     write_openvino(out / FP32_FILE, out / OPENVINO_FILE)
-    row = _measure(run, out, OPENVINO_FILE, QualityTarget(min_cosine=options.min_cosine_fp32), _encode_openvino)
-    run.files[OPENVINO_FILE] = row
+    _fp32_gate(
+        run,
+        out,
+        OPENVINO_FILE,
+        f"The OpenVINO IR {OPENVINO_FILE}",
+        "Nothing was written; pass --no-openvino to prepare without it.",
+        _encode_openvino,
+    )
+
+
+def _fp32_gate(
+    run: _Run,
+    out: Path,
+    file_name: str,
+    what: str,
+    consequence: str,
+    encode: Callable[[Path, str, list[str], int | None], tuple[np.ndarray, float]] | None = None,
+) -> None:
+    """Measure an FP32 file (both splits) into ``run.files``; below ``--min-cosine-fp32`` it fails ``prepare``."""
+    threshold = run.options.min_cosine_fp32
+    row = _measure(run, out, file_name, QualityTarget(min_cosine=threshold), encode)
+    run.files[file_name] = row
     if not row.passed:
         worst = min(row.quality.min_cosine, row.held_out.min_cosine if row.held_out else 1.0)
         raise ValidationFailedError(
-            f"The OpenVINO IR {OPENVINO_FILE} drifted from PyTorch: min cosine {worst:.6f} < "
-            f"{options.min_cosine_fp32} ({'; '.join(row.failures)}). Nothing was written; pass --no-openvino to "
-            "prepare without it."
+            f"{what} drifted from PyTorch: min cosine {worst:.6f} < {threshold} ({'; '.join(row.failures)}). "
+            f"{consequence}"
         )
 
 
