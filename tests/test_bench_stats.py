@@ -130,7 +130,16 @@ def _bench_report() -> dict[str, Any]:
         "seconds": 12.4,
         "options": {"threads": 2, "rounds": 2, "fp32_file": "onnx/model.onnx", "int8_file": INT8_FILE},
         "machine": {"cpu": "Test CPU", "usable_cpus": 2, "isa": "avx512_vnni", "load_average_at_start": [0.5, 0.25, 1]},
-        "peak": {"int8_gmacs": 850.0, "fp32_gmacs": 213.0, "source": "canned"},
+        "peak": {
+            "int8_gmacs": 850.0,
+            "fp32_gmacs": 213.0,
+            "bf16_gmacs": None,
+            "clock_ghz": 3.32,
+            "clock_source": "canned clock",
+            "isa": "avx512_vnni",
+            "flags": ["avx512_vnni", "avx512f", "avx2"],
+            "source": "canned source",
+        },
         "gemm_ceiling": {
             "shape": [512, 512, 512],
             "threads": 2,
@@ -274,8 +283,12 @@ def test_markdown_tables():
     lines = markdown.splitlines()
     assert lines[0] == "# Benchmark: tiny (2024-06-11T10:00:00)"
     assert (
-        "- machine: Test CPU, 2 usable CPUs, ISA avx512_vnni, load average at start 0.50, 0.25, 1.00; "
-        "2 threads for every backend"
+        "- machine: Test CPU, 2 usable CPUs, ISA avx512_vnni (flags: avx512_vnni avx512f avx2), clock 3.32 GHz "
+        "(canned clock), load average at start 0.50, 0.25, 1.00; 2 threads for every backend"
+    ) in lines
+    assert (
+        "- share of peak: achieved encoder MAC/s (from config: {'model_type': 'bert', 'num_hidden_layers': 2}) "
+        "over 850 GMAC/s INT8 / 213 GMAC/s FP32, canned source"
     ) in lines
     assert "- 2 rounds; each backend runs in its own fresh process" in markdown
     assert "- batch-1 latency: 5 short queries (mean 7.2 tokens) after 2 warm-up calls" in markdown
@@ -328,3 +341,70 @@ def test_markdown_without_stages_targets_or_ceiling():
     report["targets"], report["gemm_ceiling"] = [], None
     markdown = render_markdown(report)
     assert "## Targets" not in markdown and "time goes" not in markdown and "GEMM ceiling" not in markdown
+
+
+def test_markdown_with_an_unknown_peak_and_a_bf16_peak():
+    report = _bench_report()
+    report["peak"] |= {"int8_gmacs": None, "fp32_gmacs": None, "clock_ghz": None, "clock_source": "unknown"}
+    report["peak"]["source"] = "unknown: no clock found"
+    for entry in report["backends"].values():
+        if entry["available"]:
+            entry["share_of_peak"] = dict.fromkeys(entry["share_of_peak"])
+    lines = render_markdown(report).splitlines()
+    assert any(line.startswith("- machine: Test CPU") and ", clock unknown, load average" in line for line in lines)
+    assert any(
+        line.startswith("- share of peak:")
+        and line.endswith("over unknown GMAC/s INT8 / unknown GMAC/s FP32, unknown: no clock found")
+        for line in lines
+    )
+    ceiling = next(line for line in lines if "GEMM ceiling" in line)
+    assert "of the INT8 peak" not in ceiling and "425 GMAC/s, FP32 `MatMul` 106 GMAC/s;" in ceiling
+    assert next(line for line in lines if line.startswith("| ours-int8 |")).endswith("| - / - / - |")
+
+    report["peak"] |= {"int8_gmacs": 1000.0, "fp32_gmacs": 100.0, "bf16_gmacs": 500.0, "source": "s"}
+    assert "over 1000 GMAC/s INT8 / 100 GMAC/s FP32 / 500 GMAC/s BF16, s" in render_markdown(report)
+
+
+def test_markdown_of_a_report_written_before_the_peak_was_derived():
+    report = _bench_report()
+    report["peak"] = {"int8_gmacs": 850.0, "fp32_gmacs": 213.0, "source": "old source"}
+    lines = render_markdown(report).splitlines()
+    assert (
+        "- machine: Test CPU, 2 usable CPUs, ISA avx512_vnni, load average at start 0.50, 0.25, 1.00; "
+        "2 threads for every backend" in lines
+    )
+    assert any(line.endswith("over 850 GMAC/s INT8 / 213 GMAC/s FP32, old source") for line in lines)
+
+
+def test_backend_summary_without_a_peak():
+    entry = backend_summary(
+        {r: _ours(r) for r in (0, 1)},
+        baseline={r: per_run_figures(_pytorch(r)) for r in (0, 1)},
+        quality_figures={"min_cosine": 0.99},
+        macs=MACS,
+        texts=TEXTS,
+        peak_gmacs=None,
+        ceiling_gmacs=425.0,
+    )
+    assert entry["share_of_peak"] == {"batch1": None, "short": None, "long": None}
+    assert entry["share_of_gemm_ceiling"] == pytest.approx({"batch1": 1.0, "short": 0.2, "long": 0.4})
+
+
+def test_markdown_shows_the_derived_peak_its_clock_flags_and_source(monkeypatch):
+    from fastembed_adapter.benchmark import peak as peak_module
+
+    monkeypatch.setattr(peak_module, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni", "amx_int8", "amx_bf16"})
+    monkeypatch.setattr(peak_module, "_read_text", {peak_module.MAX_FREQ_FILE: "2000000"}.get)
+    report = _bench_report()
+    report["peak"] = peak_module.cpu_peak(2).as_json()
+    lines = render_markdown(report).splitlines()
+    assert (
+        "- machine: Test CPU, 2 usable CPUs, ISA avx512_vnni (flags: amx_int8 amx_bf16 avx512_vnni avx512f avx2), "
+        f"clock 2 GHz (max frequency in {peak_module.MAX_FREQ_FILE}), load average at start 0.50, 0.25, 1.00; "
+        "2 threads for every backend"
+    ) in lines
+    share = next(line for line in lines if line.startswith("- share of peak:"))
+    assert "over 4096 GMAC/s INT8 / 128 GMAC/s FP32 / 2048 GMAC/s BF16, derived from this CPU (amx): 2 cores" in share
+    assert "assumes 2 FMA ports" in share and share.endswith("theoretical, not measured")
+    ceiling = next(line for line in lines if "GEMM ceiling" in line)
+    assert "425 GMAC/s (10% of the INT8 peak)" in ceiling and "106 GMAC/s (83% of the FP32 peak)" in ceiling

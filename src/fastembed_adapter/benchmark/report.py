@@ -47,6 +47,40 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
+
+
+def _gmacs(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.0f}"
+
+
+def _of_peak(achieved: float, peak: float | None, precision: str) -> str:
+    return "" if peak is None else f" ({achieved / peak:.0%} of the {precision} peak)"
+
+
+def _machine_line(report: Mapping[str, Any]) -> str:
+    """CPU, ISA, the flags the peak depends on, and the clock the peak was derived with."""
+    machine, peak = report["machine"], report["peak"]
+    cpu = f"- machine: {machine['cpu']}, {machine['usable_cpus']} usable CPUs, ISA {machine['isa']}"
+    if "flags" in peak:  # reports written before the peak was derived have neither flags nor clock
+        cpu += f" (flags: {' '.join(peak['flags']) or 'none'})"
+        clock = peak["clock_ghz"]
+        cpu += f", clock {clock:.4g} GHz ({peak['clock_source']})" if clock is not None else ", clock unknown"
+    load = ", ".join(f"{x:.2f}" for x in machine["load_average_at_start"])
+    return f"{cpu}, load average at start {load}; {report['options']['threads']} threads for every backend"
+
+
+def _peak_line(report: Mapping[str, Any]) -> str:
+    peak = report["peak"]
+    bf16 = f" / {_gmacs(peak['bf16_gmacs'])} GMAC/s BF16" if peak.get("bf16_gmacs") is not None else ""
+    return (
+        f"- share of peak: achieved encoder MAC/s (from config: {report['model_config']}) over "
+        f"{_gmacs(peak['int8_gmacs'])} GMAC/s INT8 / {_gmacs(peak['fp32_gmacs'])} GMAC/s FP32{bf16}, "
+        f"{peak['source']}"
+    )
+
+
 def _ratio(entry: Mapping[str, Any], figure: str, digits: int = 2) -> str:
     ratios = entry.get("vs_baseline", {})
     return f"{ratios[figure]['median']:.{digits}f}x" if figure in ratios else "-"
@@ -74,7 +108,7 @@ def _main_table(report: Mapping[str, Any]) -> list[str]:
             f"| {_f(s['rss_after_load_mb']['median'], 0)} ({_ratio(e, 'rss_after_load_mb')}) "
             f"| {_f(s['peak_rss_mb']['median'], 0)} ({_ratio(e, 'peak_rss_mb')}) "
             f"| {q['min_cosine']:.4f} | {q['mean_cosine']:.5f} | {q['top10_agreement']:.3f} "
-            f"| {share['batch1']:.1%} / {share['short']:.1%} / {share['long']:.1%} |"
+            f"| {_pct(share['batch1'])} / {_pct(share['short'])} / {_pct(share['long'])} |"
         )
     return lines
 
@@ -127,10 +161,10 @@ def _ceiling_line(report: Mapping[str, Any]) -> list[str]:
     m, k, n = ceiling["shape"]
     line = (
         f"- ONNX Runtime's GEMM ceiling, measured by this run ({m}x{k}x{n}, {ceiling['threads']} threads): "
-        f"INT8 `MatMulIntegerToFloat` {ceiling['int8_gmacs']:.0f} GMAC/s "
-        f"({ceiling['int8_gmacs'] / report['peak']['int8_gmacs']:.0%} of the INT8 peak), "
-        f"FP32 `MatMul` {ceiling['fp32_gmacs']:.0f} GMAC/s "
-        f"({ceiling['fp32_gmacs'] / report['peak']['fp32_gmacs']:.0%} of the FP32 peak)"
+        f"INT8 `MatMulIntegerToFloat` {ceiling['int8_gmacs']:.0f} GMAC/s"
+        f"{_of_peak(ceiling['int8_gmacs'], report['peak']['int8_gmacs'], 'INT8')}, "
+        f"FP32 `MatMul` {ceiling['fp32_gmacs']:.0f} GMAC/s"
+        f"{_of_peak(ceiling['fp32_gmacs'], report['peak']['fp32_gmacs'], 'FP32')}"
     )
     ours = report["backends"].get("ours-int8", {}).get("share_of_gemm_ceiling")
     if ours:
@@ -143,13 +177,11 @@ def _ceiling_line(report: Mapping[str, Any]) -> list[str]:
 
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The result as Markdown: set-up, the main table, spread, targets, stage breakdown, unavailable backends."""
-    opts, machine, work, peak = report["options"], report["machine"], report["workload"], report["peak"]
+    opts, work = report["options"], report["workload"]
     out = [
         f"# Benchmark: {report['model']} ({report['date']})",
         "",
-        f"- machine: {machine['cpu']}, {machine['usable_cpus']} usable CPUs, ISA {machine['isa']}, "
-        f"load average at start {', '.join(f'{x:.2f}' for x in machine['load_average_at_start'])}; "
-        f"{opts['threads']} threads for every backend",
+        _machine_line(report),
         f"- {opts['rounds']} rounds; each backend runs in its own fresh process, the order rotates every round; "
         "figures are medians over rounds, x are medians of per-round ratios to PyTorch FP32",
         f"- batch-1 latency: {work['queries']} short queries (mean {work['tokens_mean']['queries']:.1f} tokens) "
@@ -158,8 +190,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"({work['long_tokens_before_truncation']['min']}+ tokens, mean {work['tokens_mean']['long']:.0f} after "
         "truncation to max_seq_length like sentence-transformers)",
         f"- files: FP32 `{opts['fp32_file']}`, INT8 `{opts['int8_file']}`; our encoder with cache_size=0",
-        f"- share of peak: achieved encoder MAC/s (from config: {report['model_config']}) over "
-        f"{peak['int8_gmacs']:g} GMAC/s INT8 / {peak['fp32_gmacs']:g} GMAC/s FP32, {peak['source']}",
+        _peak_line(report),
         *_ceiling_line(report),
         f"- took {report['seconds']:.0f} s",
         "",

@@ -28,19 +28,23 @@ from ..extras import versions
 from ..layout import FP32_FILE, OPENVINO_FILE, int8_file_name, onnx_size
 from .backends import BACKENDS, BASELINE, Backend, Kind, Precision, by_name
 from .gemm import gemm_ceiling
+from .peak import Peak, cpu_peak, with_overrides
 from .stats import backend_summary, encoder_macs, per_run_figures, quality
 
-__all__ = ["FULL_SIZES", "QUICK_SIZES", "BenchOptions", "run_bench"]
+__all__ = ["FULL_SIZES", "QUICK_SIZES", "BenchOptions", "peak_by_precision", "run_bench"]
 
 FULL_SIZES = {"rounds": 3, "queries": 200, "warmup": 20, "short": 2000, "long": 200}
 QUICK_SIZES = {"rounds": 2, "queries": 8, "warmup": 2, "short": 16, "long": 4}
-PEAK_SOURCE = "measured by the team on this machine (2 vCPU, AVX512-VNNI); not re-measured by this run"
 MIN_LONG_TOKENS = 256
 
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """Everything one ``bench`` run needs; sizes default to :data:`FULL_SIZES`."""
+    """Everything one ``bench`` run needs; sizes default to :data:`FULL_SIZES`.
+
+    ``peak_int8_gmacs`` / ``peak_fp32_gmacs`` None (the default) derive the peak from this CPU
+    (:func:`.peak.cpu_peak`); a figure overrides it.
+    """
 
     prepared: Path
     source: Path
@@ -55,8 +59,8 @@ class BenchOptions:
     backends: tuple[str, ...] = tuple(b.name for b in BACKENDS)
     fp32_file: str = FP32_FILE
     int8_file: str | None = None
-    peak_int8_gmacs: float = 850.0
-    peak_fp32_gmacs: float = 213.0
+    peak_int8_gmacs: float | None = None
+    peak_fp32_gmacs: float | None = None
     worker_timeout_s: float = 3600.0
     quick: bool = False
     progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
@@ -75,6 +79,12 @@ class BenchOptions:
                 raise InvalidInputError(str(exc)) from exc
         if BASELINE.name not in self.backends:
             raise InvalidInputError(f"The baseline {BASELINE.name!r} must be among the backends: every ratio needs it.")
+
+
+def peak_by_precision(peak: Peak) -> dict[Precision, float | None]:
+    """The peak each backend precision is held to: BF16 uses the CPU's BF16 peak if it has one, else FP32's."""
+    bf16 = peak.bf16_gmacs if peak.bf16_gmacs is not None else peak.fp32_gmacs
+    return {Precision.INT8: peak.int8_gmacs, Precision.FP32: peak.fp32_gmacs, Precision.BF16: bf16}
 
 
 def _int8_file(options: BenchOptions) -> str | None:
@@ -197,6 +207,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             raise ModelNotFoundError(f"The {what} {str(folder)!r} does not exist.")
     int8 = _int8_file(options)
     threads = options.threads or available_cpus()
+    peak = with_overrides(cpu_peak(threads), options.peak_int8_gmacs, options.peak_fp32_gmacs)
     name = options.name or options.prepared.name
     backends = [by_name(b) for b in options.backends]
     config = json.loads((options.prepared / "config.json").read_text(encoding="utf-8"))
@@ -237,9 +248,8 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
 
     figures = {b: {r: per_run_figures(run) for r, run in rs.items()} for b, rs in runs.items()}
     macs = {part: encoder_macs(config, counts) for part, counts in tokens.items()}
-    # BF16 is held to the FP32 figures: no BF16 peak or ceiling is measured here
-    peaks = {Precision.INT8: options.peak_int8_gmacs, Precision.FP32: options.peak_fp32_gmacs}
-    peaks[Precision.BF16] = peaks[Precision.FP32]
+    peaks = peak_by_precision(peak)
+    # no BF16 GEMM ceiling is measured here: BF16 is held to the FP32 one
     ceilings = {Precision.INT8: ceiling["int8_gmacs"], Precision.FP32: ceiling["fp32_gmacs"]}
     ceilings[Precision.BF16] = ceilings[Precision.FP32]
     results: dict[str, Any] = {}
@@ -273,7 +283,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "options": options_json | {"threads": threads, "int8_file": int8},
         "machine": _machine(),
         "versions": versions(_VERSIONED),
-        "peak": {"int8_gmacs": options.peak_int8_gmacs, "fp32_gmacs": options.peak_fp32_gmacs, "source": PEAK_SOURCE},
+        "peak": peak.as_json(),
         "gemm_ceiling": ceiling,
         "model_config": {
             k: config.get(k) for k in ("model_type", "num_hidden_layers", "hidden_size", "intermediate_size")

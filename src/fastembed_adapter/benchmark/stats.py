@@ -89,7 +89,7 @@ def backend_summary(
     quality_figures: Mapping[str, float],
     macs: Mapping[str, float],
     texts: Mapping[str, int],
-    peak_gmacs: float,
+    peak_gmacs: float | None,
     ceiling_gmacs: float,
 ) -> dict[str, Any]:
     """The result entry of one measured backend, from its worker outputs (round → the worker's JSON).
@@ -100,7 +100,8 @@ def backend_summary(
         quality_figures: :func:`quality` of this backend's embeddings against the baseline's.
         macs: encoder MACs of each workload part (``queries``, ``short``, ``long``), from :func:`encoder_macs`.
         texts: the number of texts in each part.
-        peak_gmacs: the machine's peak GMAC/s at the backend's precision.
+        peak_gmacs: the machine's peak GMAC/s at the backend's precision (None when unknown: the
+            shares of peak are then None).
         ceiling_gmacs: ORT's measured GEMM GMAC/s at that precision (:mod:`.gemm`).
     """
     rounds = {r: per_run_figures(run) for r, run in runs.items()}
@@ -117,7 +118,7 @@ def backend_summary(
         "vs_baseline": ratio_summary(rounds, baseline),
         "quality": dict(quality_figures),
         "gmacs": {k: v / 1e9 for k, v in achieved.items()},
-        "share_of_peak": {k: v / 1e9 / peak_gmacs for k, v in achieved.items()},
+        "share_of_peak": {k: None if peak_gmacs is None else v / 1e9 / peak_gmacs for k, v in achieved.items()},
         "peak_gmacs": peak_gmacs,
         "share_of_gemm_ceiling": {k: v / 1e9 / ceiling_gmacs for k, v in achieved.items()},
         "stages_ms": {r: run.get("stages_ms", {}) for r, run in runs.items()},

@@ -229,8 +229,8 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     option("--backends", help="comma-separated subset (default: all)")
     option("--fp32-file", default=FP32_FILE, help="FP32 ONNX file")
     option("--int8-file", help="INT8 ONNX file (default: this CPU's)")
-    option("--peak-int8-gmacs", type=float, default=850.0, help="the machine's peak INT8 GMAC/s, for the roofline")
-    option("--peak-fp32-gmacs", type=float, default=213.0, help="the machine's peak FP32 GMAC/s, for the roofline")
+    option("--peak-int8-gmacs", type=float, help="the CPU's peak INT8 GMAC/s (default: from its flags and clock)")
+    option("--peak-fp32-gmacs", type=float, help="the CPU's peak FP32 GMAC/s (default: from its flags and clock)")
     add_flag(parser, "--json", env="FEA_JSON", switch=True, default=False, help="print the result JSON, not Markdown")
     add_common_arguments(parser)
 
