@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -13,7 +14,8 @@ import pytest
 
 from checks import read_json
 from cli_support import run_in_process
-from fastembed_adapter.layout import MANIFEST_NAME
+from fastembed_adapter.cpu import detect_target
+from fastembed_adapter.layout import MANIFEST_NAME, OPENVINO_FILE
 from tiny import FP32_FILE, int8_file
 
 CLI = [sys.executable, "-m", "fastembed_adapter.cli"]
@@ -91,10 +93,52 @@ def test_info_for_humans(prepared_base):
     assert f"{manifest['recipe']} (INT8 for {manifest['target']})" in rows["recipe"]
     target = manifest["quality_target"]
     assert f"min cosine >= {target['min_cosine']}, mean cosine >= {target['mean_cosine']}" in rows["target"]
-    for name in (FP32_FILE, int8_file()):
+    for name in (FP32_FILE, int8_file(), OPENVINO_FILE):
         cells = rows[name].split()
         assert cells[-1] == "pass" and cells[-5] in ("kB", "MB"), rows[name]  # "161.5 kB"
     assert "*" in rows[int8_file()].split() and "*" not in rows[FP32_FILE].split()
+    ir = folder / OPENVINO_FILE
+    size = ir.stat().st_size + ir.with_suffix(".bin").stat().st_size  # the IR's size includes its .bin
+    assert f"{size / 1e3:.1f} kB" in rows[OPENVINO_FILE]
+    ir_figures = manifest["validation"][OPENVINO_FILE]
+    assert f"{ir_figures['min_cosine']:.6f}  {ir_figures['mean_cosine']:.6f}" in rows[OPENVINO_FILE]
+    assert rows["openvino"].split()[1] == "installed"
+    assert rows["auto"].split()[1:3] == ["onnxruntime,", int8_file()]  # prepare ran no benchmark here
+    assert "no benchmark of both runtimes recorded" in rows["auto"]
+
+
+def _name_winner(folder: Path, runtime: str) -> None:
+    """Record ``runtime`` as measured fastest on this CPU in the folder's manifest (what ``auto`` follows)."""
+    manifest = read_json(folder / MANIFEST_NAME)
+    target = detect_target()
+    assert target is not None
+    manifest["fastest_runtime"] = {target.value: runtime}
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_info_names_the_runtime_auto_picks(capsys, copy_folder, prepared_base, monkeypatch):
+    folder = copy_folder(prepared_base("bert"))
+    _name_winner(folder, "openvino")
+    code, out, err = run_in_process(capsys, "info", str(folder))
+    assert code == 0, err
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert f"openvino, {OPENVINO_FILE} (prepare measured OpenVINO fastest on" in rows["auto"]
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if the openvino extra were not installed
+    code, out, err = run_in_process(capsys, "info", str(folder))
+    assert code == 0, err
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "not installed (pip install 'fastembed-adapter[openvino]')" in rows["openvino"]
+    assert f"onnxruntime, {int8_file()} (OpenVINO measured fastest on" in rows["auto"]
+    assert "but openvino is not installed" in rows["auto"]
+    assert rows[OPENVINO_FILE].split()[-1] == "pass"  # still listed: the folder holds it
+    _name_winner(folder, "onnxruntime")
+    shutil.rmtree(folder / "openvino")  # a hub snapshot fetched for ONNX Runtime: the IR is listed, not here
+    monkeypatch.delitem(sys.modules, "openvino")
+    code, out, err = run_in_process(capsys, "info", str(folder), "--file-name", FP32_FILE)
+    assert code == 0, err
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "prepare measured onnxruntime fastest on" in rows["auto"]
+    assert rows[OPENVINO_FILE].split()[3] == "absent", rows[OPENVINO_FILE]  # "201.6 kB, absent"
 
 
 def test_info_file_name_and_bad_folder(prepared_base, tmp_path):

@@ -7,6 +7,7 @@ The cache is a temp folder laid out like the Hugging Face cache (``models--owner
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -26,9 +27,12 @@ from huggingface_hub.utils import (
     RevisionNotFoundError,
 )
 
-from fastembed_adapter import ModelFolderError, ModelNotFoundError, OnnxSentenceEncoder
+from checks import read_json
+from fastembed_adapter import InvalidInputError, ModelFolderError, ModelNotFoundError, OnnxSentenceEncoder
+from fastembed_adapter.cpu import detect_target
 from fastembed_adapter.hub import check_model_source, check_repo_id, download_snapshot, resolve_model
-from tiny import TEXTS, TinySpec, int8_file
+from fastembed_adapter.layout import MANIFEST_NAME, OPENVINO_FILE
+from tiny import FP32_FILE, TEXTS, TinySpec, int8_file
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "owner/tiny"
@@ -280,3 +284,111 @@ def test_colbert_models_are_recognised_on_the_hub(hf_cache, make_st_model, tmp_p
     assert not is_colbert_model(REPO)
     with pytest.raises(ModelNotFoundError, match="not in the Hugging Face cache"):
         is_colbert_model("owner/absent")
+
+
+# -- the OpenVINO IR: fetched only for a runtime that runs it ------------------------------------------
+
+OPENVINO_BIN = OPENVINO_FILE.removesuffix(".xml") + ".bin"
+
+
+@pytest.fixture
+def fetched(hf_cache, monkeypatch) -> list[list[str] | None]:
+    """The ``allow_patterns`` of each ``snapshot_download`` call, answered from the offline cache."""
+    import huggingface_hub
+
+    calls: list[list[str] | None] = []
+    real = huggingface_hub.snapshot_download
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("allow_patterns"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", spy)
+    return calls
+
+
+def _name_winner(folder: Path, runtime: str) -> None:
+    """Record ``runtime`` as measured fastest on this CPU in the folder's manifest (what ``auto`` follows)."""
+    manifest = read_json(folder / MANIFEST_NAME)
+    target = detect_target()
+    assert target is not None
+    manifest["fastest_runtime"] = {target.value: runtime}
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_the_ir_is_fetched_for_openvino_only(hf_cache, fetched, prepared_base):
+    folder = prepared_base("bert")
+    cache_repo(hf_cache, "owner/tiny-ov", folder)
+    for runtime in (None, "onnxruntime", "auto"):  # no benchmark winner recorded: auto is ONNX Runtime
+        assert resolve_model("owner/tiny-ov", None, runtime=runtime)[1] == int8_file()
+        assert fetched[-1] == [int8_file(), f"{int8_file()}_data", f"{int8_file()}.data"]
+    assert resolve_model("owner/tiny-ov", None, runtime="openvino")[1] == OPENVINO_FILE
+    assert fetched[-1] == [OPENVINO_FILE, OPENVINO_BIN]
+    assert not any("openvino/" in pattern for call in fetched[:-1] for pattern in call or [])
+    assert resolve_model("owner/tiny-ov", FP32_FILE, runtime="openvino")[1] == FP32_FILE  # FP32 ONNX on OpenVINO
+    assert fetched[-1] == [FP32_FILE, f"{FP32_FILE}_data", f"{FP32_FILE}.data"]
+    hub = OnnxSentenceEncoder("owner/tiny-ov", runtime="openvino", threads=1, cache_size=0)
+    assert (hub.runtime, hub.file_name) == ("openvino", OPENVINO_FILE)
+    local = OnnxSentenceEncoder(folder, runtime="openvino", threads=1, cache_size=0)
+    np.testing.assert_array_equal(hub.encode(TEXTS), local.encode(TEXTS))
+    with pytest.raises(InvalidInputError, match="ONNX Runtime INT8 file"):
+        resolve_model("owner/tiny-ov", int8_file(), runtime="openvino")
+
+
+def test_only_the_ir_used_is_fetched(hf_cache, fetched, prepared_base, copy_folder):
+    folder = copy_folder(prepared_base("bert"))
+    quantized = "openvino/openvino_model_qint8_quantized.xml"  # sentence-transformers' name for an INT8 IR
+    shutil.copy(folder / OPENVINO_FILE, folder / quantized)
+    shutil.copy(folder / OPENVINO_BIN, folder / quantized.replace(".xml", ".bin"))
+    cache_repo(hf_cache, "owner/tiny-ov-q", folder)
+    for name in (quantized, quantized.removeprefix("openvino/")):  # ST passes the bare name
+        assert resolve_model("owner/tiny-ov-q", name, runtime="openvino")[1] == quantized
+        assert fetched[-1] == [quantized, quantized.replace(".xml", ".bin")]
+    assert resolve_model("owner/tiny-ov-q", "openvino_model.xml", runtime="openvino")[1] == OPENVINO_FILE
+    assert fetched[-1] == [OPENVINO_FILE, OPENVINO_BIN]
+
+
+def test_auto_fetches_the_ir_where_the_manifest_says_openvino_wins(hf_cache, fetched, prepared_base, copy_folder):
+    folder = copy_folder(prepared_base("bert"))
+    _name_winner(folder, "openvino")
+    cache_repo(hf_cache, "owner/tiny-ov-wins", folder)
+    assert resolve_model("owner/tiny-ov-wins", None, runtime="auto")[1] == OPENVINO_FILE
+    assert fetched[-1] == [OPENVINO_FILE, OPENVINO_BIN]
+    auto = OnnxSentenceEncoder("owner/tiny-ov-wins", runtime="auto", threads=1, cache_size=0)
+    assert (auto.runtime, auto.file_name) == ("openvino", OPENVINO_FILE)
+    assert resolve_model("owner/tiny-ov-wins", FP32_FILE, runtime="auto")[1] == FP32_FILE  # a file pins ORT
+    assert fetched[-1] == [FP32_FILE, f"{FP32_FILE}_data", f"{FP32_FILE}.data"]
+
+
+def test_a_repo_without_the_ir_says_so(hf_cache, fetched, prepared_base, copy_folder):
+    folder = copy_folder(prepared_base("bert"))
+    shutil.rmtree(folder / "openvino")
+    cache_repo(hf_cache, "owner/no-ir", folder)
+    for name in (OPENVINO_FILE, "openvino_model.xml"):
+        with pytest.raises(ModelFolderError) as info:
+            OnnxSentenceEncoder("owner/no-ir", runtime="openvino", file_name=name, threads=1)
+        message = str(info.value)
+        assert f"Hub repo 'owner/no-ir' has no {name!r} for runtime='openvino' (OpenVINO files there: none)" in message
+        assert f"`prepare` writes {OPENVINO_FILE}" in message and "runtime='onnxruntime'" in message
+    # Without a file name the FP32 ONNX file runs on OpenVINO, as from a local folder without the IR.
+    assert resolve_model("owner/no-ir", None, runtime="openvino")[1] == FP32_FILE
+    _name_winner(folder, "openvino")
+    cache_repo(hf_cache, "owner/no-ir-wins", folder)
+    with pytest.raises(ModelNotFoundError, match=r"has no openvino/openvino_model.xml, yet its manifest records"):
+        resolve_model("owner/no-ir-wins", None, runtime="auto")
+    assert all("openvino/" not in pattern for call in fetched for pattern in call or [])
+
+
+def test_an_ir_without_its_weights_says_so(hf_cache, prepared_base, copy_folder, monkeypatch):
+    import huggingface_hub
+
+    folder = copy_folder(prepared_base("bert"))
+    listing = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # online listing, stood in for
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(folder))
+    monkeypatch.setattr(
+        huggingface_hub.HfApi, "list_repo_files", lambda *a, **k: [n for n in listing if n != OPENVINO_BIN]
+    )
+    with pytest.raises(ModelNotFoundError, match=rf"has {OPENVINO_FILE} but not its weights {OPENVINO_BIN}"):
+        resolve_model("owner/no-bin", None, runtime="openvino")
+

@@ -158,10 +158,11 @@ class OnnxSentenceEncoder:
         chosen_runtime, model_kwargs, precision = runtime_arguments(runtime, backend, model_kwargs)
         overrides = LoadOverrides.check(file_name, "onnx", model_kwargs, processor_kwargs, config_kwargs)
         hub = hub_options(model_name_or_path, cache_folder, local_files_only, auth_token(token, use_auth_token))
-        if chosen_runtime is Runtime.OPENVINO:
-            root, chosen = openvino_source(model_name_or_path, overrides.file_name, revision, hub)
-        else:
-            root, chosen = resolve_model(model_name_or_path, file_name=overrides.file_name, revision=revision, **hub)
+        # The runtime picks the file (from the hub, an OpenVINO IR is fetched only for a runtime that runs it).
+        runtime_file: dict[str, Any] = {} if chosen_runtime is Runtime.ONNXRUNTIME else {"runtime": chosen_runtime}
+        root, chosen = resolve_model(
+            model_name_or_path, file_name=overrides.file_name, revision=revision, **hub, **runtime_file
+        )
         self.layout: ModelLayout = read_layout(root)
         if chosen_runtime is Runtime.AUTO:
             chosen_runtime = resolve_runtime(chosen_runtime, self.layout.manifest, overrides.file_name)

@@ -1,4 +1,8 @@
-"""Find a model folder and the ONNX file to run: a local folder, or a hub repo (only the needed files).
+"""Find a model folder and the model file to run: a local folder, or a hub repo (only the needed files).
+
+The file depends on the runtime: an ``onnx/*.onnx`` file for ONNX Runtime; for OpenVINO the IR
+(``openvino/openvino_model.xml`` + ``.bin``, sentence-transformers' layout), else the FP32 ONNX file.
+From the hub only that file and its weights are fetched, beside the configs and the manifest.
 
 Every hub failure is translated here, at the one place we call ``huggingface_hub``, into a
 ``ModelFolderError`` that names its cause (offline and not cached, no such repo, gated or refused,
@@ -14,7 +18,7 @@ from pathlib import Path
 
 from .cpu import detect_target
 from .errors import ModelFolderError, ModelNotFoundError
-from .layout import FP32_FILE, int8_file_name, read_manifest
+from .layout import FP32_FILE, OPENVINO_FILE, int8_file_name, read_manifest, weights_path
 
 __all__ = [
     "HubOptions",
@@ -29,6 +33,8 @@ __all__ = [
 # Everything but the weights: configs, tokenizer files, module folders' configs, the manifest.
 # Configs, tokenizer files and module weights (``1_Dense/model.safetensors``); not the root weights.
 _META_PATTERNS = ["*.json", "*.txt", "*.model", "*/*.json", "*/*.txt", "*/*.safetensors"]
+# The model files a snapshot may already hold (the listing offline): ONNX files, OpenVINO IRs and weights.
+_MODEL_PATTERNS = ["onnx/*.onnx", "openvino/*.xml", "openvino/*.bin"]
 _REPO_ID = re.compile(r"\w[\w.-]*/[\w.-]+")
 _EXAMPLE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -68,24 +74,38 @@ def resolve_model(
     file_name: str | None,
     revision: str | None = None,
     *,
+    runtime: str | None = None,
     cache_folder: str | Path | None = None,
     local_files_only: bool = False,
     token: bool | str | None = None,
 ) -> tuple[Path, str]:
-    """Return (local folder, ONNX file relative to it), downloading from the hub only what is needed.
+    """Return (local folder, model file relative to it), downloading from the hub only what is needed.
 
-    ``cache_folder``, ``local_files_only`` and ``token`` mean what they mean to sentence-transformers
-    (and huggingface_hub); a local folder ignores them.
+    ``runtime`` (a ``session.Runtime`` value; None: ``"onnxruntime"``) decides the file: for
+    ``"openvino"`` the OpenVINO IR, else the FP32 ONNX file (``openvino_session.choose_openvino_file``);
+    for ``"auto"`` the same where the manifest records OpenVINO fastest on this CPU
+    (``session.resolve_runtime``), else ``choose_onnx_file``'s. ``cache_folder``, ``local_files_only``
+    and ``token`` mean what they mean to sentence-transformers (and huggingface_hub); a local folder
+    ignores them.
+
+    Raises:
+        ModelNotFoundError: no such folder, repo or file; a hub repo without the OpenVINO IR (or its
+            ``.bin``) that ``file_name`` names, or that ``"auto"`` chose from its manifest.
     """
     source = check_model_source(name_or_path)
     if isinstance(source, Path):
+        if _runs_openvino(runtime, source, file_name):
+            from .openvino_session import choose_openvino_file  # imports session, which imports this module
+
+            manifest = read_manifest(source)
+            return source, choose_openvino_file(source, file_name, manifest.files if manifest is not None else ())
         onnx_dir = source / "onnx"
         files = [f"onnx/{p.name}" for p in onnx_dir.glob("*.onnx")] if onnx_dir.is_dir() else []
         manifest = read_manifest(source)
         if manifest is not None:  # a listed file that is gone is chosen as before, and the check reports it
             files += [name for name in manifest.files if name.startswith("onnx/") and name.endswith(".onnx")]
         return source, choose_onnx_file(files, file_name, str(source))
-    return _download(source, file_name, revision, HubOptions(cache_folder, local_files_only, token))
+    return _download(source, file_name, revision, HubOptions(cache_folder, local_files_only, token), runtime)
 
 
 def check_model_source(name_or_path: str | Path) -> Path | str:
@@ -154,11 +174,13 @@ def download_snapshot(
         raise hub_error(repo_id, revision, exc) from exc
 
 
-def _download(repo_id: str, file_name: str | None, revision: str | None, options: HubOptions) -> tuple[Path, str]:
+def _download(
+    repo_id: str, file_name: str | None, revision: str | None, options: HubOptions, runtime: str | None = None
+) -> tuple[Path, str]:
     from huggingface_hub import HfApi
 
-    root = download_snapshot(repo_id, revision, _META_PATTERNS, options)
-    cached = [f"onnx/{p.name}" for p in (root / "onnx").glob("*.onnx")]
+    root = download_snapshot(repo_id, revision, _META_PATTERNS, options)  # the manifest too: "auto" reads it
+    cached = [p.relative_to(root).as_posix() for pattern in _MODEL_PATTERNS for p in root.glob(pattern)]
     if options.local_files_only:
         listed = cached
     else:
@@ -166,10 +188,59 @@ def _download(repo_id: str, file_name: str | None, revision: str | None, options
             listed = HfApi(token=options.token).list_repo_files(repo_id, revision=revision)
         except Exception:  # offline: fall back to what the cache already has
             listed = cached
-    files = [f for f in listed if f.startswith("onnx/") and f.endswith(".onnx")]
-    chosen = choose_onnx_file(files, file_name, repo_id)
-    download_snapshot(repo_id, revision, [chosen, f"{chosen}_data", f"{chosen}.data"], options)
+    if _runs_openvino(runtime, root, file_name):
+        chosen = _choose_openvino(root, listed, file_name, f"Hub repo {repo_id!r}", runtime == "auto")
+    else:
+        files = [f for f in listed if f.startswith("onnx/") and f.endswith(".onnx")]
+        chosen = choose_onnx_file(files, file_name, repo_id)
+    download_snapshot(repo_id, revision, _with_weights(chosen), options)
     return root, chosen
+
+
+def _with_weights(name: str) -> list[str]:
+    """A model file and its weights: an IR's ``.bin``, or the external data an ONNX file may have."""
+    if name.endswith(".xml"):
+        return [name, weights_path(Path(name)).as_posix()]
+    return [name, f"{name}_data", f"{name}.data"]
+
+
+def _runs_openvino(runtime: str | None, root: Path, file_name: str | None) -> bool:
+    """Whether ``runtime`` runs OpenVINO for the folder ``root``: ``"openvino"``, or ``"auto"`` and its manifest."""
+    if runtime is None or runtime == "onnxruntime":
+        return False  # decided without importing session (and onnxruntime)
+    from .session import Runtime, resolve_runtime  # session imports this module
+
+    return resolve_runtime(Runtime.parse(runtime), read_manifest(root), file_name) is Runtime.OPENVINO
+
+
+def _choose_openvino(root: Path, listed: Iterable[str], file_name: str | None, where: str, auto: bool) -> str:
+    """The file OpenVINO runs from a hub repo listing ``listed``: the IR, else FP32 ONNX; a missing one named."""
+    from .openvino_session import choose_openvino_file  # imports session, which imports this module
+
+    files = set(listed)
+    ours = sorted(name for name in files if name.startswith("openvino/"))
+    fix = (
+        f"`prepare` writes {OPENVINO_FILE} and its .bin (with the openvino extra installed): upload its whole "
+        "output folder, or pass runtime='onnxruntime' to run the ONNX files."
+    )
+    if auto and OPENVINO_FILE not in files:
+        raise ModelNotFoundError(
+            f"{where} has no {OPENVINO_FILE}, yet its manifest records OpenVINO as the fastest runtime on this "
+            f"CPU, so runtime='auto' chose it (OpenVINO files there: {ours or 'none'}). {fix}"
+        )
+    try:
+        chosen = choose_openvino_file(root, file_name, files)  # refuses INT8 ONNX files and other suffixes
+    except ModelNotFoundError as exc:
+        missing = repr(file_name) if file_name is not None else f"{OPENVINO_FILE} (nor {FP32_FILE})"
+        raise ModelNotFoundError(
+            f"{where} has no {missing} for runtime='openvino' (OpenVINO files there: {ours or 'none'}). {fix}"
+        ) from exc
+    weights = _with_weights(chosen)[1]
+    if chosen.endswith(".xml") and weights not in files:
+        raise ModelNotFoundError(
+            f"{where} has {chosen} but not its weights {weights}, which OpenVINO needs beside it. {fix}"
+        )
+    return chosen
 
 
 def is_colbert_model(name_or_path: str | Path, revision: str | None = None, options: HubOptions = HubOptions()) -> bool:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError
 
 if TYPE_CHECKING:
     from ..encoder import OnnxSentenceEncoder
+    from ..layout import Manifest
 
 from .options import add_common_arguments, add_flag
 
@@ -58,9 +62,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def _describe(encoder: OnnxSentenceEncoder) -> str:
-    """``info`` for humans: what the folder is, how it was made, and each ONNX file's size and quality."""
-    from ..layout import onnx_size
+    """``info`` for humans: what the folder is, how it was made, the runtimes, and each model file's size and quality.
 
+    The model files are the ONNX files and the OpenVINO IRs (``openvino/*.xml``, listed in the manifest
+    or on disk); ``auto`` is the runtime (and file) ``runtime="auto"`` loads on this CPU.
+    """
     layout = encoder.layout
     manifest = layout.manifest
     modes = "+".join(mode.value for mode in layout.pooling.modes)
@@ -87,21 +93,85 @@ def _describe(encoder: OnnxSentenceEncoder) -> str:
             )
         if manifest.fp32_fallback:
             rows.append(("WARNING", "no INT8 recipe met the target; only the FP32 model was published"))
+    version = _openvino_version()
+    installed = f"installed ({version})" if version else "not installed (pip install 'fastembed-adapter[openvino]')"
+    rows += [("openvino", installed), ("auto", _auto_choice(encoder.model_path, manifest))]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     validation = manifest.validation if manifest is not None else {}
-    table: list[tuple[str, ...]] = [("ONNX file", "size", "min cos", "mean cos", "top-10", "gate")]
-    for name in sorted(layout.onnx_files):
+    table: list[tuple[str, ...]] = [("model file", "size", "min cos", "mean cos", "top-10", "gate")]
+    for name in [*sorted(layout.onnx_files), *_ir_files(encoder.model_path, manifest)]:
         row = validation.get(name) or {}
         figures = [f"{row[key]:.6f}" if key in row else "-" for key in ("min_cosine", "mean_cosine")]
         top = f"{row['topk_agreement']:.3f}" if "topk_agreement" in row else "-"
         gate = ("pass" if row["passed"] else "FAIL") if "passed" in row else "-"
         marker = " *" if name == encoder.file_name else ""
-        table.append((name + marker, _size(onnx_size(encoder.model_path / name)), *figures, top, gate))
+        table.append((name + marker, _file_size(encoder.model_path, name, manifest), *figures, top, gate))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines += ["", *("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table)]
-    lines.append("(* the file loaded: this CPU's choice unless --file-name; sizes include the .onnx_data weights)")
+    lines.append(
+        "(* the file loaded: this CPU's choice unless --file-name; sizes include the weights, .onnx_data or "
+        ".bin; an .xml IR runs on OpenVINO)"
+    )
     return "\n".join(lines) + "\n"
+
+
+def _openvino_version() -> str | None:
+    """The installed ``openvino``'s version (found as ``runtime="auto"`` finds it), or None; it is not imported."""
+    try:
+        if importlib.util.find_spec("openvino") is None:
+            return None
+    except (ImportError, ValueError):  # sys.modules["openvino"] is None
+        return None
+    try:
+        return metadata.version("openvino")
+    except metadata.PackageNotFoundError:
+        return "version unknown"
+
+
+def _auto_choice(root: Path, manifest: Manifest | None) -> str:
+    """What ``runtime="auto"`` loads here (``session.resolve_runtime``), and why."""
+    from ..cpu import detect_target
+    from ..hub import resolve_model
+    from ..openvino_session import choose_openvino_file
+    from ..session import Runtime, resolve_runtime
+
+    target = detect_target()
+    isa = target.value if target is not None else ""
+    winner = manifest.fastest_runtime.get(isa) if manifest is not None else None
+    if manifest is not None and resolve_runtime(Runtime.AUTO, manifest, None) is Runtime.OPENVINO:
+        chosen = choose_openvino_file(root, None, manifest.files)
+        return f"openvino, {chosen} (prepare measured OpenVINO fastest on {isa})"
+    if manifest is None:
+        why = "no manifest, so no benchmark of the two runtimes"
+    elif target is None:
+        why = "prepare benchmarks x86-64 AVX2+ and arm64 CPUs only; this is neither"
+    elif winner == Runtime.OPENVINO.value:
+        why = f"OpenVINO measured fastest on {isa}, but openvino is not installed"
+    elif winner:
+        why = f"prepare measured {winner} fastest on {isa}"
+    else:
+        why = f"no benchmark of both runtimes recorded for {isa}: prepare runs one with the IR, unless --no-benchmark"
+    return f"onnxruntime, {resolve_model(root, None)[1]} ({why})"
+
+
+def _ir_files(root: Path, manifest: Manifest | None) -> list[str]:
+    """The folder's OpenVINO IRs (``openvino/*.xml``): on disk, and those the manifest lists (maybe not downloaded)."""
+    listed = manifest.files if manifest is not None else {}
+    names = {p.relative_to(root).as_posix() for p in root.glob("openvino/*.xml")}
+    return sorted(names | {name for name in listed if name.startswith("openvino/") and name.endswith(".xml")})
+
+
+def _file_size(root: Path, name: str, manifest: Manifest | None) -> str:
+    """A model file's size with its weights; for one the manifest lists but the folder lacks, the listed size."""
+    from ..layout import onnx_size, weights_path
+
+    if (root / name).is_file():
+        return _size(onnx_size(root / name))
+    listed = manifest.files if manifest is not None else {}
+    weights = weights_path(Path(name)).as_posix()
+    total = sum(listed[part].size for part in (name, weights) if part in listed)
+    return f"{_size(total)}, absent" if name in listed else "absent"
 
 
 def _size(count: int) -> str:
