@@ -155,7 +155,11 @@ def test_every_recipe_gives_a_close_int8_file(work, arch, recipe):
         assert not fp32_weight_matmuls or RECIPES[recipe].keep_fp32 != "none" or RECIPES[recipe].keep_sensitive
     elif RECIPES[recipe].nbits_block is not None:
         # 2 layers x (Q/K/V, out, up, down); mpnet has separate Q, K and V MatMuls
-        assert ops.count("MatMulNBits") == (8 if arch == "bert" else 12) and not fp32_weight_matmuls
+        kept = 2 if RECIPES[recipe].keep_fp32 == "ffn_down" else 0  # one down-projection per layer stays FP32
+        assert ops.count("MatMulNBits") == (8 if arch == "bert" else 12) - kept
+        assert len(fp32_weight_matmuls) == kept
+        dims = {init.name: tuple(init.dims) for init in model.graph.initializer}
+        assert all(dims[n.input[1]][0] > dims[n.input[1]][1] for n in fp32_weight_matmuls)  # (in, out): down
     else:
         assert "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops
 

@@ -109,6 +109,13 @@ RECIPES: dict[str, Recipe] = {
             description="MatMulNBits: 8-bit weights in blocks of 32, activations quantized per block of 32 inside"
             " the kernel (accuracy_level 4); Q/K/V too",
         ),
+        Recipe(
+            "blocked-8bit-ffn-down-fp32",
+            split_attention=True,
+            nbits_block=32,
+            keep_fp32="ffn_down",
+            description="blocked-8bit with the FFN output (down-projection) MatMuls kept FP32",
+        ),
         Recipe("dynamic-ffn-fp32", keep_fp32="ffn", description="dynamic INT8, all FFN MatMuls kept FP32"),
     )
 }
