@@ -299,3 +299,34 @@ def test_embed_job_writes_the_token_vectors(st6_model, tmp_path, capsys):
         capsys, "embed", str(corpus), "--output", str(tmp_path / "n.parquet"), *common, "--normalize"
     )
     assert code == 1 and "normalize apply to dense models only" in err
+
+
+def test_prepare_benchmarks_and_the_encoder_loads_the_measured_file(hf_dirs, tmp_path):
+    """With the benchmark on, the report times FP32 and the INT8 file; the faster-in-both is loaded by default."""
+    from fastembed_adapter.cpu import detect_target
+    from fastembed_adapter.layout import FP32_FILE, MANIFEST_NAME, read_json
+    from fastembed_adapter.prepare.colbert import prepare_colbert
+    from fastembed_adapter.prepare.pipeline import PrepareOptions
+
+    source = build(hf_dirs["bert"], Spec(name="benched"), tmp_path / "source")
+    out = tmp_path / "out"
+    options = PrepareOptions(
+        model=str(source), output=out, recipe="blocked-8bit", threads=1,
+        min_mean_cosine_int8=0.99, min_topk_agreement_int8=0.9,
+    )  # fmt: skip
+    report = prepare_colbert(options)
+    int8 = report["default_file"]
+    assert int8 != FP32_FILE and report["recipe"] == "blocked-8bit"
+    backends = report["benchmark"]["backends"]
+    assert set(backends) == {"pytorch", FP32_FILE, int8}
+    assert all(row["p50_ms"] > 0 and row["throughput"] > 0 for row in backends.values())
+    fp32, quantized = backends[FP32_FILE], backends[int8]
+    faster = fp32["p50_ms"] < quantized["p50_ms"] and fp32["throughput"] > quantized["throughput"]
+    expected = FP32_FILE if faster else int8
+    target = detect_target()
+    assert target is not None
+    assert report["fastest_file"] == read_json(out / MANIFEST_NAME)["fastest_file"] == {target.value: expected}
+    assert f"**`{expected}`**" in (out / "REPORT.md").read_text(encoding="utf-8")
+    assert "Quick benchmark" in (out / "REPORT.md").read_text(encoding="utf-8")
+    assert OnnxColbertEncoder(out, threads=1).file_name == expected
+    assert OnnxColbertEncoder(out, file_name=int8, threads=1).file_name == int8  # an explicit file still wins

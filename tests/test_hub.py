@@ -392,3 +392,30 @@ def test_an_ir_without_its_weights_says_so(hf_cache, prepared_base, copy_folder,
     with pytest.raises(ModelNotFoundError, match=rf"has {OPENVINO_FILE} but not its weights {OPENVINO_BIN}"):
         resolve_model("owner/no-bin", None, runtime="openvino")
 
+
+def _name_fastest_file(folder: Path, fastest: dict[str, str]) -> None:
+    """Record ``fastest`` as the manifest's measured ``fastest_file`` (what the default file follows)."""
+    manifest = read_json(folder / MANIFEST_NAME)
+    manifest["fastest_file"] = fastest
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_the_default_file_follows_the_measured_fastest_file(hf_cache, fetched, prepared_base, copy_folder):
+    folder = copy_folder(prepared_base("bert"))
+    target = detect_target()
+    assert target is not None
+    assert resolve_model(folder, None)[1] == int8_file()  # prepare in the tests records no benchmark
+    _name_fastest_file(folder, {target.value: FP32_FILE})
+    assert resolve_model(folder, None)[1] == FP32_FILE
+    assert resolve_model(folder, int8_file())[1] == int8_file()  # an explicit file_name wins
+    encoder = OnnxSentenceEncoder(folder, threads=1, cache_size=0)
+    assert encoder.file_name == FP32_FILE
+    other = "arm64" if target.value != "arm64" else "avx2"
+    _name_fastest_file(folder, {other: FP32_FILE})  # measured on another kind of CPU: not followed here
+    assert resolve_model(folder, None)[1] == int8_file()
+    _name_fastest_file(folder, {target.value: "onnx/gone.onnx"})  # a file the folder lacks is not chosen
+    assert resolve_model(folder, None)[1] == int8_file()
+    _name_fastest_file(folder, {target.value: FP32_FILE})
+    cache_repo(hf_cache, "owner/tiny-fastest", folder)
+    assert resolve_model("owner/tiny-fastest", None)[1] == FP32_FILE  # the hub reads the fetched manifest
+    assert fetched[-1] == [FP32_FILE, f"{FP32_FILE}_data", f"{FP32_FILE}.data"]

@@ -219,6 +219,20 @@ def test_fastest_runtime_needs_both_workloads():
     assert fastest_runtime(bench(1.0, 150.0), "int8", "missing") is None
 
 
+def test_fastest_file_is_fp32_only_where_it_wins_both():
+    from fastembed_adapter.prepare.report import QuickBenchmark, SpeedFigures
+    from fastembed_adapter.prepare.speed import fastest_file
+
+    def bench(fp32_p50, fp32_throughput):
+        backends = {"int8": SpeedFigures(2.0, 3.0, 100.0), "fp32": SpeedFigures(fp32_p50, 4.0, fp32_throughput)}
+        return QuickBenchmark(threads=2, queries=40, texts=200, backends=backends)
+
+    assert fastest_file(bench(1.5, 120.0), "int8", "fp32") == "fp32"
+    assert fastest_file(bench(1.5, 80.0), "int8", "fp32") == "int8"  # a split verdict keeps the INT8 file
+    assert fastest_file(bench(2.5, 120.0), "int8", "fp32") == "int8"
+    assert fastest_file(bench(1.5, 120.0), "int8", "missing") is None
+
+
 def test_prepare_records_the_measured_winner_and_auto_runs_it(make_st_model, tmp_path):
     from fastembed_adapter.prepare import PrepareOptions, prepare_model
 
@@ -226,19 +240,23 @@ def test_prepare_records_the_measured_winner_and_auto_runs_it(make_st_model, tmp
     options = PrepareOptions(model=str(make_st_model(TinySpec(arch="bert"))), output=out, threads=1)
     report = prepare_model(options)
     backends = report["benchmark"]["backends"]
-    assert OPENVINO_FILE in backends and report["default_file"] in backends
-    ours, theirs = backends[report["default_file"]], backends[OPENVINO_FILE]
-    expected = (
-        "openvino"
-        if theirs["p50_ms"] < ours["p50_ms"] and theirs["throughput"] > ours["throughput"]
-        else ("onnxruntime")
-    )
+    assert {OPENVINO_FILE, FP32_FILE, report["default_file"]} <= set(backends)
+
+    def beats(a, b):
+        return backends[a]["p50_ms"] < backends[b]["p50_ms"] and backends[a]["throughput"] > backends[b]["throughput"]
+
     target = detect_target()
     assert target is not None
-    assert report["fastest_runtime"] == {target.value: expected}
-    assert read_json(out / MANIFEST_NAME)["fastest_runtime"] == {target.value: expected}
+    onnx_file = FP32_FILE if beats(FP32_FILE, report["default_file"]) else report["default_file"]
+    assert report["fastest_file"] == {target.value: onnx_file}  # the exact file where it is faster in both
+    expected = "openvino" if beats(OPENVINO_FILE, onnx_file) else "onnxruntime"  # held against that file
+    manifest = read_json(out / MANIFEST_NAME)
+    assert report["fastest_runtime"] == manifest["fastest_runtime"] == {target.value: expected}
+    assert manifest["fastest_file"] == {target.value: onnx_file}
     assert f"**{expected}**" in (out / REPORT_MD).read_text()
+    assert f"**`{onnx_file}`**" in (out / REPORT_MD).read_text()
     assert OnnxSentenceEncoder(out, runtime="auto", threads=1).runtime == expected
+    assert OnnxSentenceEncoder(out, threads=1).file_name == onnx_file  # the default follows the measured file
 
 
 def test_open_session_is_the_one_switch(prepared_base):

@@ -45,6 +45,7 @@ REPORT_KEYS = [
     "machine",
     "sizes",
     "fastest_runtime",
+    "fastest_file",
 ]
 MANIFEST_KEYS = [
     "schema_version",
@@ -64,6 +65,7 @@ MANIFEST_KEYS = [
     "validation",
     "files",
     "fastest_runtime",
+    "fastest_file",
 ]
 QUALITY_KEYS = ["min_cosine", "mean_cosine", "max_abs_error", "topk_agreement", "k", "texts"]
 ROW_KEYS = [*QUALITY_KEYS, "target", "encode_seconds", "passed", "failures"]

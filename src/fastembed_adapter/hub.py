@@ -12,7 +12,7 @@ unknown revision, hub unreachable) and the fix; callers never see a ``huggingfac
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,15 +39,24 @@ _REPO_ID = re.compile(r"\w[\w.-]*/[\w.-]+")
 _EXAMPLE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def choose_onnx_file(available: Iterable[str], file_name: str | None, where: str) -> str:
-    """Pick the ONNX file: ``file_name`` if given, else this CPU's INT8 file, else ``onnx/model.onnx``."""
+def choose_onnx_file(
+    available: Iterable[str], file_name: str | None, where: str, fastest: Mapping[str, str] | None = None
+) -> str:
+    """Pick the ONNX file: ``file_name`` if given, else the one measured fastest on this CPU, else its INT8 file.
+
+    ``fastest`` is the manifest's ``fastest_file`` (``{ISA: file}``, what ``prepare``'s benchmark measured:
+    the FP32 file where it beat the INT8 one at batch 1 and batch 32 both); without an entry for this
+    CPU's ISA the choice is this CPU's INT8 file, else ``onnx/model.onnx``.
+    """
     files = sorted(set(available))
     if file_name is not None:
         if file_name not in files:
             raise ModelNotFoundError(f"{where} has no ONNX file {file_name!r}. Available: {files or 'none'}.")
         return file_name
     target = detect_target()
-    preferred = [int8_file_name(target)] if target is not None else []
+    measured = (fastest or {}).get(target.value) if target is not None else None
+    preferred = [measured] if measured is not None else []
+    preferred += [int8_file_name(target)] if target is not None else []
     for candidate in [*preferred, FP32_FILE]:
         if candidate in files:
             return candidate
@@ -104,7 +113,8 @@ def resolve_model(
         manifest = read_manifest(source)
         if manifest is not None:  # a listed file that is gone is chosen as before, and the check reports it
             files += [name for name in manifest.files if name.startswith("onnx/") and name.endswith(".onnx")]
-        return source, choose_onnx_file(files, file_name, str(source))
+        fastest = manifest.fastest_file if manifest is not None else None
+        return source, choose_onnx_file(files, file_name, str(source), fastest)
     return _download(source, file_name, revision, HubOptions(cache_folder, local_files_only, token), runtime)
 
 
@@ -192,7 +202,8 @@ def _download(
         chosen = _choose_openvino(root, listed, file_name, f"Hub repo {repo_id!r}", runtime == "auto")
     else:
         files = [f for f in listed if f.startswith("onnx/") and f.endswith(".onnx")]
-        chosen = choose_onnx_file(files, file_name, repo_id)
+        manifest = read_manifest(root)  # fetched with the configs
+        chosen = choose_onnx_file(files, file_name, repo_id, manifest.fastest_file if manifest is not None else None)
     download_snapshot(repo_id, revision, _with_weights(chosen), options)
     return root, chosen
 

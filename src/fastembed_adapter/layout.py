@@ -219,6 +219,9 @@ class Manifest:
     # {CPU ISA (QuantTarget value): runtime} where a side-by-side benchmark measured that runtime fastest on
     # that ISA (prepare's quick benchmark: batch-1 p50 and batch-32 throughput both): what ``runtime="auto"`` follows.
     fastest_runtime: Mapping[str, str] = field(default_factory=dict)
+    # {CPU ISA: ONNX file} the same benchmark measured fastest on that ISA (the FP32 file where it beat the
+    # INT8 one at batch 1 and batch 32 both): what the encoders load there when no file_name is given.
+    fastest_file: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
@@ -241,6 +244,7 @@ class Manifest:
             fp32_fallback=data.get("fp32_fallback"),
             validation=MappingProxyType({str(k): v for k, v in validation.items() if isinstance(v, dict)}),
             fastest_runtime=MappingProxyType({str(k): str(v) for k, v in _object(data, "fastest_runtime").items()}),
+            fastest_file=MappingProxyType({str(k): str(v) for k, v in _object(data, "fastest_file").items()}),
         )
 
     def verify(self, root: Path, name: str) -> None:

@@ -34,6 +34,8 @@ from ..modules import DenseModule, normalize
 from ..texts import calibration_texts, retrieval_set
 from .export import export_optimized
 from .quantize import RECIPES, Calibration, Recipe, quantize_int8
+from .report import QuickBenchmark, benchmark_lines, fastest_file_lines
+from .speed import fastest_file, quick_colbert_benchmark
 from .writer import WEIGHT_SUFFIXES, check_output, file_table, remove_onnx, save_onnx, staging, write_json
 
 __all__ = [
@@ -130,6 +132,10 @@ def render_colbert_markdown(report: dict[str, Any]) -> str:
             f"{row.get('score_error_p95', 0.0):.3f} / {row.get('boundary_gap_median', 0.0):.3f} | "
             f"{held['mean_token_cosine']:.5f} / {held['topk_agreement']:.3f} | {result} |"
         )
+    if report.get("benchmark"):
+        lines += benchmark_lines(QuickBenchmark.from_json(report["benchmark"]))
+        lines += ["", "(ColBERT: batch-1 is one query; texts/s are documents at batch 32.)"]
+    lines += fastest_file_lines(report.get("fastest_file", {}), report["default_file"])
     return "\n".join(lines) + "\n"
 
 
@@ -410,6 +416,14 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
                             + ", ".join(f"{row['recipe']}: {row['result']}" for row in tried)
                             + ". Relax the target, pass --allow-fp32-fallback, or use --quantize none."
                         )
+        bench: QuickBenchmark | None = None
+        if options.benchmark:
+            with timer.stage("benchmark"):
+                timed = list(dict.fromkeys([FP32_FILE, default_file]))
+                bench = quick_colbert_benchmark(model, out, timed, options.threads)
+        target_isa = detect_target()
+        winner = fastest_file(bench, default_file, FP32_FILE) if bench and default_file != FP32_FILE else None
+        fastest = {target_isa.value: winner} if winner and target_isa else {}
         with timer.stage("write"):
             from ..colbert import OnnxColbertEncoder
 
@@ -439,6 +453,8 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
                 "versions": versions(_VERSIONED),
                 "machine": {"cpus": available_cpus(), "isa": getattr(detect_target(), "value", None)},
                 "sizes": {file: onnx_size(out / file) for file in files},
+                "benchmark": bench.to_json() if bench else {},
+                "fastest_file": fastest,  # what OnnxColbertEncoder loads on this CPU without file_name
             }
             write_extra_layouts(out, options, default_file)
             write_json(out / "report.json", report)
@@ -452,6 +468,7 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
                 },
                 "validation": files,
                 "files": file_table(out),
+                "fastest_file": fastest,
             }
             write_json(out / MANIFEST_NAME, manifest)
         shutil.rmtree(Path(work) / "export", ignore_errors=True)

@@ -24,6 +24,8 @@ __all__ = [
     "Report",
     "SpeedFigures",
     "ValidationFigures",
+    "benchmark_lines",
+    "fastest_file_lines",
     "render_markdown",
     "write_reports",
 ]
@@ -206,6 +208,9 @@ class Report:
     held_out_texts: int = 0  # texts of the held-out split every file was also held to
     # {CPU ISA: runtime} measured fastest here by the quick benchmark: what ``runtime="auto"`` follows
     fastest_runtime: Mapping[str, str] = field(default_factory=dict)
+    # {CPU ISA: ONNX file} where the quick benchmark measured the FP32 file faster than the INT8 one at
+    # batch-1 p50 and batch-32 throughput both (else the INT8 file): what the encoder loads by default there
+    fastest_file: Mapping[str, str] = field(default_factory=dict)
 
     def _files_json(self) -> dict[str, Any]:
         return {name: figures.to_json() for name, figures in self.files.items()}
@@ -239,6 +244,7 @@ class Report:
             "machine": asdict(self.machine),
             "sizes": dict(self.sizes),
             "fastest_runtime": dict(self.fastest_runtime),  # added last: the keys before keep their order
+            "fastest_file": dict(self.fastest_file),
         }
 
     def manifest_json(self, files: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -261,6 +267,7 @@ class Report:
             "validation": self._files_json(),
             "files": dict(files),
             "fastest_runtime": dict(self.fastest_runtime),  # what runtime="auto" follows
+            "fastest_file": dict(self.fastest_file),  # what the encoder loads without file_name
         }
 
     @classmethod
@@ -293,6 +300,7 @@ class Report:
             machine=Machine(**data["machine"]),
             sizes=dict(data["sizes"]),
             fastest_runtime=dict(data.get("fastest_runtime", {})),
+            fastest_file=dict(data.get("fastest_file", {})),
         )
 
 
@@ -347,7 +355,8 @@ def _recipe_lines(recipes: tuple[RecipeResult, ...]) -> list[str]:
     return lines
 
 
-def _benchmark_lines(bench: QuickBenchmark) -> list[str]:
+def benchmark_lines(bench: QuickBenchmark) -> list[str]:
+    """REPORT.md lines of the quick benchmark (dense and ColBERT reports)."""
     lines = [
         "",
         f"## Quick benchmark ({bench.threads} threads, same process, one run)",
@@ -400,13 +409,14 @@ def render_markdown(report: Report | Mapping[str, Any]) -> str:
     if report.recipes:
         lines += _recipe_lines(report.recipes)
     if report.benchmark:
-        lines += _benchmark_lines(report.benchmark)
+        lines += benchmark_lines(report.benchmark)
     for isa, runtime in report.fastest_runtime.items():
         lines += [
             "",
             f"Fastest runtime on `{isa}` by this benchmark (batch-1 p50 and batch-32 throughput both): **{runtime}**; "
             '`runtime="auto"` follows it on CPUs of that kind.',
         ]
+    lines += fastest_file_lines(report.fastest_file, report.default_file)
     lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {secs:.2f} |" for name, secs in report.timings.items()]
     lines += ["", "## Files", "", "| file | MB |", "|---|---|"]
@@ -414,6 +424,19 @@ def render_markdown(report: Report | Mapping[str, Any]) -> str:
     lines += ["", "## Versions", ""]
     lines += [f"- {name} {version}" for name, version in report.versions.items()]
     return "\n".join(lines) + "\n"
+
+
+def fastest_file_lines(fastest: Mapping[str, str], default_file: str | None) -> list[str]:
+    """REPORT.md lines for the measured ``fastest_file`` (dense and ColBERT reports)."""
+    lines = []
+    for isa, name in fastest.items():
+        why = (
+            "FP32 measured faster than the INT8 file at batch-1 p50 and batch-32 throughput, so the exact file runs"
+            if name != default_file
+            else "the INT8 file was faster than FP32 in at least one of the two"
+        )
+        lines += ["", f"File the encoder loads by default on `{isa}` (measured here): **`{name}`** ({why})."]
+    return lines
 
 
 def write_reports(folder: Path, report: Report) -> None:
