@@ -88,7 +88,7 @@ def prepared_base(
     def get(arch: str) -> Path:
         if arch not in done:
             out = root / arch
-            run_prepare(make_st_model(TinySpec(arch=arch)), out)
+            run_prepare(make_st_model(TinySpec(arch=arch)), out, openvino=True)
             done[arch] = out
         return done[arch]
 
@@ -181,6 +181,7 @@ def minilm_prepared(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
             min_mean_cosine_int8=REAL_INT8_MIN_MEAN_COSINE,
             min_topk_agreement_int8=REAL_INT8_MIN_TOPK,
             force=True,
+            openvino=True,
         )
     return out
 

@@ -411,7 +411,7 @@ def test_a_drifted_ir_fails_the_fp32_gate(make_st_model, tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "_encode_openvino", drifted)
     with pytest.raises(ValidationFailedError, match=r"OpenVINO IR openvino/openvino_model\.xml drifted.*--no-openvino"):
-        run_prepare(make_st_model(TinySpec("bert")), tmp_path / "out", quantize="none")
+        run_prepare(make_st_model(TinySpec("bert")), tmp_path / "out", quantize="none", openvino=True)
     assert not (tmp_path / "out").exists()
 
 

@@ -227,8 +227,15 @@ def save_st(hf_dir: Path, spec: TinySpec, out: Path) -> Path:
 
 
 def run_prepare(source: Path, output: Path, min_cosine_int8: float = TINY_INT8_MIN_COSINE, **kwargs: Any) -> dict:
+    """``prepare`` a tiny model quietly: no benchmark, one thread, the tiny gates.
+
+    No OpenVINO IR unless ``openvino=True``: converting and gating it adds 2-4 s to every tiny
+    ``prepare``; the fixtures the OpenVINO tests read (``prepared_base``, the real MiniLM, one
+    folder per architecture) ask for it.
+    """
     from fastembed_adapter.prepare import PrepareOptions, prepare_model
 
+    kwargs.setdefault("openvino", False)
     kwargs.setdefault("min_mean_cosine_int8", TINY_INT8_MIN_MEAN_COSINE)
     kwargs.setdefault("min_topk_agreement_int8", TINY_INT8_MIN_TOPK)
     options = PrepareOptions(
