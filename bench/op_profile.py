@@ -63,7 +63,10 @@ NORM_OPS = frozenset({"LayerNormalization", "SkipLayerNormalization", "Simplifie
 # Unfused attention (best effort, by node name): the Q·K^T and ·V MatMuls and the Softmax under an
 # ".../attention/..." scope, but not the projections that live there too.
 ATTENTION_CORE_OPS = frozenset({"Softmax", "MatMul", "FusedMatMul"})
-PROJECTIONS = ("query", "key", "value", "dense", "q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "qkv", "wqkv")
+PROJECTIONS = (
+    *("query", "key", "value", "dense", "q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "qkv", "wqkv"),
+    *("q", "k", "v", "o"),  # MPNet: /attention/attn/q/MatMul ...
+)
 # prepare/pertoken.py names every node it adds "<activation>/fea_pt/<Op>" or "<MatMul>/fea_pt/MatMulIntegerToFloat".
 PERTOKEN_MARK = "/fea_pt/"
 FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512f", "avx2")
@@ -92,6 +95,10 @@ def classify(op: str, node: str) -> str:
     return "other"
 
 
+# Control-flow nodes (our mask-free attention ``If``): their kernel time contains their subgraph's nodes.
+CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+
+
 def aggregate(events: Sequence[Mapping[str, Any]], warmup: int = 1) -> dict[str, Any]:
     """Per op type and category: mean ms and calls per run over the runs after ``warmup``, and the share of the run."""
     model_runs = sorted(
@@ -113,6 +120,8 @@ def aggregate(events: Sequence[Mapping[str, Any]], warmup: int = 1) -> dict[str,
         if index < 0 or event["ts"] > timed[index]["ts"] + timed[index]["dur"]:
             continue  # warm-up run (or outside any run)
         op = str(event.get("args", {}).get("op_name", "?"))
+        if op in CONTROL_FLOW:
+            continue  # its time is its subgraph's, whose nodes report their own kernel time
         category = classify(op, str(event["name"]).removesuffix("_kernel_time"))
         op_us[op] += event["dur"]
         op_calls[op] += 1

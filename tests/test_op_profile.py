@@ -87,3 +87,39 @@ def test_op_profile_reports_a_damaged_file_in_one_line(prepared_base, copy_folde
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("op_profile.py: ") and "broken.onnx" in line
+
+
+def test_control_flow_nodes_are_not_counted_twice():
+    """An ``If`` node's kernel time holds its subgraph's nodes, which report their own: only those count."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("op_profile", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def node(name: str, op: str, ts: int, dur: int) -> dict:
+        return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    runs = [{"cat": "Session", "name": "model_run", "ts": ts, "dur": 100} for ts in (0, 1000)]
+    events = [*runs, node("/attn/If", "If", 1010, 60), node("/attn/mha", "MultiHeadAttention", 1015, 50)]
+    events.append(node("/ffn/MatMul", "MatMul", 1080, 20))
+    report = module.aggregate(events)
+    assert report["categories"]["attention"]["ms"] == 0.05  # the MultiHeadAttention alone, not the If around it
+    assert "If" not in report["ops"]
+    assert math.isclose(sum(entry["ms"] for entry in report["categories"].values()), 0.07)
+
+
+def test_projections_are_gemm_and_the_attention_core_is_attention():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("op_profile", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    layer = "/model/encoder/layer.0/attention"
+    for name in (f"{layer}/attn/q/MatMul", f"{layer}/self/query/MatMul", f"{layer}/output/dense/MatMul"):
+        assert module.classify("MatMul", name) == "fp32_gemm", name
+    assert module.classify("MatMul", f"{layer}/attn/MatMul_1") == "attention"  # scores x values
+    assert module.classify("Softmax", f"{layer}/attn/Softmax") == "attention"
+    assert module.classify("MatMul", "/model/encoder/layer.0/intermediate/dense/MatMul") == "fp32_gemm"
