@@ -70,3 +70,20 @@ def st_dimension(st: Any) -> int:
     """``get_embedding_dimension`` (ST >= 5.7; the old name warns in ST 6, the new one is missing in 5.3)."""
     method = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
     return int(method())
+
+
+def record_in_manifest(folder: Path, key: str, value: Any) -> None:
+    """Set ``key`` of the folder's manifest (``fastembed_adapter.json``), as if ``prepare``'s benchmark wrote it."""
+    path = folder / "fastembed_adapter.json"
+    manifest = read_json(path)
+    manifest[key] = value
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def name_winner(folder: Path, runtime: str) -> None:
+    """Record ``runtime`` as measured fastest on this CPU in the folder's manifest (what ``auto`` follows)."""
+    from fastembed_adapter.cpu import detect_target
+
+    target = detect_target()
+    assert target is not None
+    record_in_manifest(folder, "fastest_runtime", {target.value: runtime})

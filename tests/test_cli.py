@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from checks import read_json
+from checks import name_winner, read_json
 from cli_support import run_in_process
-from fastembed_adapter.cpu import detect_target
 from fastembed_adapter.layout import MANIFEST_NAME, OPENVINO_FILE
 from tiny import FP32_FILE, int8_file
 
@@ -107,18 +106,9 @@ def test_info_for_humans(prepared_base):
     assert "no benchmark of both runtimes recorded" in rows["auto"]
 
 
-def _name_winner(folder: Path, runtime: str) -> None:
-    """Record ``runtime`` as measured fastest on this CPU in the folder's manifest (what ``auto`` follows)."""
-    manifest = read_json(folder / MANIFEST_NAME)
-    target = detect_target()
-    assert target is not None
-    manifest["fastest_runtime"] = {target.value: runtime}
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
-
-
 def test_info_names_the_runtime_auto_picks(capsys, copy_folder, prepared_base, monkeypatch):
     folder = copy_folder(prepared_base("bert"))
-    _name_winner(folder, "openvino")
+    name_winner(folder, "openvino")
     code, out, err = run_in_process(capsys, "info", str(folder))
     assert code == 0, err
     rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
@@ -131,7 +121,7 @@ def test_info_names_the_runtime_auto_picks(capsys, copy_folder, prepared_base, m
     assert f"onnxruntime, {int8_file()} (OpenVINO measured fastest on" in rows["auto"]
     assert "but openvino is not installed" in rows["auto"]
     assert rows[OPENVINO_FILE].split()[-1] == "pass"  # still listed: the folder holds it
-    _name_winner(folder, "onnxruntime")
+    name_winner(folder, "onnxruntime")
     shutil.rmtree(folder / "openvino")  # a hub snapshot fetched for ONNX Runtime: the IR is listed, not here
     monkeypatch.delitem(sys.modules, "openvino")
     code, out, err = run_in_process(capsys, "info", str(folder), "--file-name", FP32_FILE)

@@ -7,7 +7,6 @@ The cache is a temp folder laid out like the Hugging Face cache (``models--owner
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -27,11 +26,11 @@ from huggingface_hub.utils import (
     RevisionNotFoundError,
 )
 
-from checks import read_json
+from checks import name_winner, record_in_manifest
 from fastembed_adapter import InvalidInputError, ModelFolderError, ModelNotFoundError, OnnxSentenceEncoder
 from fastembed_adapter.cpu import detect_target
 from fastembed_adapter.hub import check_model_source, check_repo_id, download_snapshot, resolve_model
-from fastembed_adapter.layout import MANIFEST_NAME, OPENVINO_FILE
+from fastembed_adapter.layout import OPENVINO_FILE
 from tiny import FP32_FILE, TEXTS, TinySpec, int8_file
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -307,15 +306,6 @@ def fetched(hf_cache, monkeypatch) -> list[list[str] | None]:
     return calls
 
 
-def _name_winner(folder: Path, runtime: str) -> None:
-    """Record ``runtime`` as measured fastest on this CPU in the folder's manifest (what ``auto`` follows)."""
-    manifest = read_json(folder / MANIFEST_NAME)
-    target = detect_target()
-    assert target is not None
-    manifest["fastest_runtime"] = {target.value: runtime}
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
-
-
 def test_the_ir_is_fetched_for_openvino_only(hf_cache, fetched, prepared_base):
     folder = prepared_base("bert")
     cache_repo(hf_cache, "owner/tiny-ov", folder)
@@ -350,7 +340,7 @@ def test_only_the_ir_used_is_fetched(hf_cache, fetched, prepared_base, copy_fold
 
 def test_auto_fetches_the_ir_where_the_manifest_says_openvino_wins(hf_cache, fetched, prepared_base, copy_folder):
     folder = copy_folder(prepared_base("bert"))
-    _name_winner(folder, "openvino")
+    name_winner(folder, "openvino")
     cache_repo(hf_cache, "owner/tiny-ov-wins", folder)
     assert resolve_model("owner/tiny-ov-wins", None, runtime="auto")[1] == OPENVINO_FILE
     assert fetched[-1] == [OPENVINO_FILE, OPENVINO_BIN]
@@ -372,7 +362,7 @@ def test_a_repo_without_the_ir_says_so(hf_cache, fetched, prepared_base, copy_fo
         assert f"`prepare` writes {OPENVINO_FILE}" in message and "runtime='onnxruntime'" in message
     # Without a file name the FP32 ONNX file runs on OpenVINO, as from a local folder without the IR.
     assert resolve_model("owner/no-ir", None, runtime="openvino")[1] == FP32_FILE
-    _name_winner(folder, "openvino")
+    name_winner(folder, "openvino")
     cache_repo(hf_cache, "owner/no-ir-wins", folder)
     with pytest.raises(ModelNotFoundError, match=r"has no openvino/openvino_model.xml, yet its manifest records"):
         resolve_model("owner/no-ir-wins", None, runtime="auto")
@@ -393,29 +383,22 @@ def test_an_ir_without_its_weights_says_so(hf_cache, prepared_base, copy_folder,
         resolve_model("owner/no-bin", None, runtime="openvino")
 
 
-def _name_fastest_file(folder: Path, fastest: dict[str, str]) -> None:
-    """Record ``fastest`` as the manifest's measured ``fastest_file`` (what the default file follows)."""
-    manifest = read_json(folder / MANIFEST_NAME)
-    manifest["fastest_file"] = fastest
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
-
-
 def test_the_default_file_follows_the_measured_fastest_file(hf_cache, fetched, prepared_base, copy_folder):
     folder = copy_folder(prepared_base("bert"))
     target = detect_target()
     assert target is not None
     assert resolve_model(folder, None)[1] == int8_file()  # prepare in the tests records no benchmark
-    _name_fastest_file(folder, {target.value: FP32_FILE})
+    record_in_manifest(folder, "fastest_file", {target.value: FP32_FILE})
     assert resolve_model(folder, None)[1] == FP32_FILE
     assert resolve_model(folder, int8_file())[1] == int8_file()  # an explicit file_name wins
     encoder = OnnxSentenceEncoder(folder, threads=1, cache_size=0)
     assert encoder.file_name == FP32_FILE
     other = "arm64" if target.value != "arm64" else "avx2"
-    _name_fastest_file(folder, {other: FP32_FILE})  # measured on another kind of CPU: not followed here
+    record_in_manifest(folder, "fastest_file", {other: FP32_FILE})  # another kind of CPU: not followed
     assert resolve_model(folder, None)[1] == int8_file()
-    _name_fastest_file(folder, {target.value: "onnx/gone.onnx"})  # a file the folder lacks is not chosen
+    record_in_manifest(folder, "fastest_file", {target.value: "onnx/gone.onnx"})  # a file not there: not chosen
     assert resolve_model(folder, None)[1] == int8_file()
-    _name_fastest_file(folder, {target.value: FP32_FILE})
+    record_in_manifest(folder, "fastest_file", {target.value: FP32_FILE})
     cache_repo(hf_cache, "owner/tiny-fastest", folder)
     assert resolve_model("owner/tiny-fastest", None)[1] == FP32_FILE  # the hub reads the fetched manifest
     assert fetched[-1] == [FP32_FILE, f"{FP32_FILE}_data", f"{FP32_FILE}.data"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from checks import FP32_MIN_COSINE, assert_close_fp32, cosines, read_json
+from checks import FP32_MIN_COSINE, assert_close_fp32, cosines, name_winner, read_json
 from cli_support import run_in_process
 from fastembed_adapter import OnnxSentenceEncoder
 from fastembed_adapter.cpu import detect_target
@@ -183,21 +183,12 @@ def test_int8_file_refused(prepared_base, copy_folder):
     assert OnnxSentenceEncoder(copy, file_name="onnx/plain.onnx", threads=1).runtime == "onnxruntime"
 
 
-def _name_winner(folder: Path, runtime: str) -> None:
-    """Record ``runtime`` as measured fastest on this CPU in the folder's manifest (what ``auto`` follows)."""
-    manifest = read_json(folder / MANIFEST_NAME)
-    target = detect_target()
-    assert target is not None
-    manifest["fastest_runtime"] = {target.value: runtime}
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
-
-
 def test_auto_follows_a_measured_winner_only(prepared_base, copy_folder):
     folder = copy_folder(prepared_base("bert"))
     assert OnnxSentenceEncoder(folder, runtime="auto", threads=1).runtime == "onnxruntime"  # prepare records none
-    _name_winner(folder, "onnxruntime")
+    name_winner(folder, "onnxruntime")
     assert OnnxSentenceEncoder(folder, runtime="auto", threads=1).runtime == "onnxruntime"
-    _name_winner(folder, "openvino")
+    name_winner(folder, "openvino")
     auto = OnnxSentenceEncoder(folder, runtime="auto", threads=1)
     assert (auto.runtime, auto.file_name) == ("openvino", OPENVINO_FILE)
     pinned = OnnxSentenceEncoder(folder, runtime="auto", file_name=int8_file(), threads=1)
@@ -364,7 +355,7 @@ def test_missing_extra(prepared_base, copy_folder, monkeypatch):
     from fastembed_adapter.prepare.openvino import openvino_installed
 
     folder = copy_folder(prepared_base("bert"))
-    _name_winner(folder, "openvino")
+    name_winner(folder, "openvino")
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
     with pytest.raises(MissingExtraError) as info:
         _openvino(folder)
