@@ -25,7 +25,7 @@ from .metrics import EncoderMetrics
 from .modules import normalize
 from .planning import batches, windows
 from .pooling import PRECISIONS, exclude_prompt, pool, quantize, quantize_matrices
-from .session import Runtime, load_beside, openvino_source, resolve_runtime, runtime_arguments
+from .session import Runtime, load_beside, resolve_runtime, runtime_arguments
 from .similarity import (
     SUPPORTED_SIMILARITY_FN_NAMES,
     Similarity,
@@ -164,10 +164,8 @@ class OnnxSentenceEncoder:
             model_name_or_path, file_name=overrides.file_name, revision=revision, **hub, **runtime_file
         )
         self.layout: ModelLayout = read_layout(root)
-        if chosen_runtime is Runtime.AUTO:
+        if chosen_runtime is Runtime.AUTO:  # resolve_model chose the file by the same rule
             chosen_runtime = resolve_runtime(chosen_runtime, self.layout.manifest, overrides.file_name)
-            if chosen_runtime is Runtime.OPENVINO:
-                chosen = openvino_source(root, None, revision, {})[1]
         self.runtime = chosen_runtime.value
         self.model_path = root
         self.file_name = chosen

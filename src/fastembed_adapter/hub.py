@@ -104,7 +104,7 @@ def resolve_model(
     source = check_model_source(name_or_path)
     if isinstance(source, Path):
         if _runs_openvino(runtime, source, file_name):
-            from .openvino_session import choose_openvino_file  # imports session, which imports this module
+            from .openvino_session import choose_openvino_file  # imports session and onnxruntime: only when used
 
             manifest = read_manifest(source)
             return source, choose_openvino_file(source, file_name, manifest.files if manifest is not None else ())
@@ -219,14 +219,14 @@ def _runs_openvino(runtime: str | None, root: Path, file_name: str | None) -> bo
     """Whether ``runtime`` runs OpenVINO for the folder ``root``: ``"openvino"``, or ``"auto"`` and its manifest."""
     if runtime is None or runtime == "onnxruntime":
         return False  # decided without importing session (and onnxruntime)
-    from .session import Runtime, resolve_runtime  # session imports this module
+    from .session import Runtime, resolve_runtime  # imports onnxruntime: only when asked for
 
     return resolve_runtime(Runtime.parse(runtime), read_manifest(root), file_name) is Runtime.OPENVINO
 
 
 def _choose_openvino(root: Path, listed: Iterable[str], file_name: str | None, where: str, auto: bool) -> str:
     """The file OpenVINO runs from a hub repo listing ``listed``: the IR, else FP32 ONNX; a missing one named."""
-    from .openvino_session import choose_openvino_file  # imports session, which imports this module
+    from .openvino_session import choose_openvino_file  # imports session and onnxruntime: only when used
 
     files = set(listed)
     ours = sorted(name for name in files if name.startswith("openvino/"))

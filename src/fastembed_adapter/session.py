@@ -21,8 +21,6 @@ import onnxruntime as ort
 
 from .cpu import available_cpus, detect_target
 from .errors import CorruptModelError, InferenceError, InvalidInputError, ModelNotFoundError
-from .hub import check_model_source, resolve_model
-from .layout import FP32_FILE, read_manifest
 
 if TYPE_CHECKING:
     from .layout import Manifest
@@ -38,7 +36,6 @@ __all__ = [
     "load_beside",
     "model_feeds",
     "open_session",
-    "openvino_source",
     "output_runner",
     "release_freed_memory",
     "resolve_runtime",
@@ -156,25 +153,6 @@ def runtime_arguments(
             "set; threads come from threads=, and the other OpenVINO settings are fixed (LATENCY, one stream)."
         )
     return chosen, kwargs, str(ov_config.get("INFERENCE_PRECISION_HINT", "f32")).lower()
-
-
-def openvino_source(
-    model: str | Path, file_name: str | None, revision: str | None, hub: Mapping[str, Any]
-) -> tuple[Path, str]:
-    """(folder, file) for ``runtime="openvino"``: a local folder's IR or FP32 ONNX, a hub repo's FP32 ONNX."""
-    from .openvino_session import choose_openvino_file  # imports this module: imported when used
-
-    source = check_model_source(model)
-    if isinstance(source, Path):
-        manifest = read_manifest(source)
-        return source, choose_openvino_file(source, file_name, manifest.files if manifest is not None else ())
-    if file_name is not None and not file_name.endswith(".onnx"):
-        raise InvalidInputError(
-            f"file_name={file_name!r}: from the hub, runtime='openvino' runs the FP32 ONNX file; to use an "
-            "OpenVINO IR, download the repo and pass its local folder."
-        )
-    root, chosen = resolve_model(source, file_name=file_name or FP32_FILE, revision=revision, **hub)
-    return root, choose_openvino_file(root, chosen)
 
 
 def _importable(module: str) -> bool:
