@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from checks import name_winner, read_json
+from checks import name_winner, read_json, record_in_manifest
 from cli_support import run_in_process
+from fastembed_adapter.cpu import detect_target
 from fastembed_adapter.layout import MANIFEST_NAME, OPENVINO_FILE
 from tiny import FP32_FILE, int8_file
 
@@ -104,6 +105,19 @@ def test_info_for_humans(prepared_base):
     assert rows["openvino"].split()[1] == "installed"
     assert rows["auto"].split()[1:3] == ["onnxruntime,", int8_file()]  # prepare ran no benchmark here
     assert "no benchmark of both runtimes recorded" in rows["auto"]
+
+
+def test_info_says_when_the_benchmark_chose_the_file(capsys, copy_folder, prepared_base):
+    folder = copy_folder(prepared_base("bert"))
+    target = detect_target()
+    assert target is not None
+    record_in_manifest(folder, "fastest_file", {target.value: FP32_FILE})
+    code, out, err = run_in_process(capsys, "info", str(folder))
+    assert code == 0, err
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert rows["file"].split()[1] == FP32_FILE
+    assert f"prepare measured it faster than {int8_file()} at batch 1 and batch 32 on {target.value}" in rows["file"]
+    assert "*" in rows[FP32_FILE].split() and "*" not in rows[int8_file()].split()
 
 
 def test_info_names_the_runtime_auto_picks(capsys, copy_folder, prepared_base, monkeypatch):

@@ -61,6 +61,22 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_choice(encoder: OnnxSentenceEncoder) -> str:
+    """The file loaded, and why where ``prepare``'s benchmark, not the INT8 default, decided it."""
+    from ..cpu import detect_target
+
+    manifest, target = encoder.layout.manifest, detect_target()
+    if manifest is None or target is None:
+        return encoder.file_name
+    measured = manifest.fastest_file.get(target.value)
+    if measured != encoder.file_name or measured == manifest.default_file:
+        return encoder.file_name
+    return (
+        f"{encoder.file_name} (prepare measured it faster than {manifest.default_file} at batch 1 and "
+        f"batch 32 on {target.value})"
+    )
+
+
 def _describe(encoder: OnnxSentenceEncoder) -> str:
     """``info`` for humans: what the folder is, how it was made, the runtimes, and each model file's size and quality.
 
@@ -73,7 +89,7 @@ def _describe(encoder: OnnxSentenceEncoder) -> str:
     shape = f"{encoder.get_sentence_embedding_dimension()} dimensions, {modes} pooling"
     shape += ", normalized" if layout.normalize else ""
     shape += f", up to {encoder.max_seq_length} tokens" if encoder.max_seq_length else ""
-    rows = [("folder", str(encoder.model_path.absolute())), ("embedding", shape), ("file", encoder.file_name)]
+    rows = [("folder", str(encoder.model_path.absolute())), ("embedding", shape), ("file", _file_choice(encoder))]
     if manifest is None:
         rows.append(("manifest", "none: not written by `prepare`, so nothing was validated"))
     else:
