@@ -35,7 +35,7 @@ from ..texts import calibration_texts, retrieval_set
 from .export import export_optimized
 from .quantize import RECIPES, Calibration, Recipe, quantize_int8
 from .report import QuickBenchmark, benchmark_lines, fastest_file_lines
-from .speed import fastest_file, quick_colbert_benchmark
+from .speed import fastest_file_record, quick_colbert_benchmark
 from .writer import WEIGHT_SUFFIXES, check_output, file_table, remove_onnx, save_onnx, staging, write_json
 
 __all__ = [
@@ -421,9 +421,7 @@ def prepare_colbert(options: Any) -> dict[str, Any]:
             with timer.stage("benchmark"):
                 timed = list(dict.fromkeys([FP32_FILE, default_file]))
                 bench = quick_colbert_benchmark(model, out, timed, options.threads)
-        target_isa = detect_target()
-        winner = fastest_file(bench, default_file, FP32_FILE) if bench and default_file != FP32_FILE else None
-        fastest = {target_isa.value: winner} if winner and target_isa else {}
+        fastest = fastest_file_record(bench, default_file)
         with timer.stage("write"):
             from ..colbert import OnnxColbertEncoder
 

@@ -29,7 +29,7 @@ from .export import export_optimized
 from .openvino import openvino_installed, write_openvino
 from .quantize import RECIPES, Calibration, Recipe, quantize_int8
 from .report import Machine, QuickBenchmark, RecipeResult, Report, ValidationFigures, write_reports
-from .speed import fastest_file, fastest_runtime, quick_benchmark
+from .speed import fastest_file_record, fastest_runtime, quick_benchmark
 from .validate import QualityTarget, compare
 from .writer import WEIGHT_SUFFIXES, check_output, disk_full_errno, file_table, remove_onnx, staging, write_json
 
@@ -326,6 +326,7 @@ def _write(run: _Run, out: Path) -> Report:
     """``report.json``, ``REPORT.md`` and the manifest (with every file's sha256); returns the report."""
     options, target = run.options, run.target
     layout = read_layout(out)
+    fastest = fastest_file_record(run.bench, run.default_file)
     report = Report(
         source=options.model,
         revision=run.revision,
@@ -351,8 +352,8 @@ def _write(run: _Run, out: Path) -> Report:
         versions=versions(_VERSIONED),
         machine=Machine(cpus=available_cpus(), isa=getattr(detect_target(), "value", None)),
         sizes={name: onnx_size(out / name) for name in run.files},
-        fastest_runtime=_fastest_runtime(run),
-        fastest_file=_fastest_file(run),
+        fastest_runtime=_fastest_runtime(run, fastest),
+        fastest_file=fastest,
     )
     write_reports(out, report)
     write_extra_layouts(out, options, run.default_file)
@@ -360,24 +361,16 @@ def _write(run: _Run, out: Path) -> Report:
     return report
 
 
-def _fastest_file(run: _Run) -> dict[str, str]:
-    """``{ISA: ONNX file}`` from the quick benchmark of this CPU: FP32 where it beat the INT8 file in both workloads."""
-    target = detect_target()
-    if run.bench is None or target is None or run.default_file == FP32_FILE:
-        return {}
-    winner = fastest_file(run.bench, run.default_file, FP32_FILE)
-    return {target.value: winner} if winner else {}
-
-
-def _fastest_runtime(run: _Run) -> dict[str, str]:
+def _fastest_runtime(run: _Run, fastest: dict[str, str]) -> dict[str, str]:
     """``{ISA: runtime}`` from the quick benchmark of this CPU, where it measured both runtimes.
 
-    OpenVINO is held against the ONNX file the encoder loads by default here (:func:`_fastest_file`).
+    OpenVINO is held against the ONNX file the encoder loads by default here (``fastest``, the report's
+    ``fastest_file``).
     """
     target = detect_target()
     if run.bench is None or target is None:
         return {}
-    onnx_file = _fastest_file(run).get(target.value, run.default_file)
+    onnx_file = fastest.get(target.value, run.default_file)
     winner = fastest_runtime(run.bench, onnx_file, OPENVINO_FILE)
     return {target.value: winner} if winner else {}
 

@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from ..cpu import available_cpus
+from ..cpu import available_cpus, detect_target
+from ..layout import FP32_FILE
 from ..texts import calibration_texts, retrieval_set
 from .report import QuickBenchmark, SpeedFigures
 
-__all__ = ["fastest_file", "fastest_runtime", "quick_benchmark", "quick_colbert_benchmark"]
+__all__ = ["fastest_file", "fastest_file_record", "fastest_runtime", "quick_benchmark", "quick_colbert_benchmark"]
 
 _QUERIES = 40
 _WARMUP = 5
@@ -65,6 +66,18 @@ def fastest_file(bench: QuickBenchmark, int8_file: str, fp32_file: str) -> str |
     """
     faster = _beats(bench, fp32_file, int8_file)
     return None if faster is None else fp32_file if faster else int8_file
+
+
+def fastest_file_record(bench: QuickBenchmark | None, default_file: str) -> dict[str, str]:
+    """The report's ``fastest_file``: ``{this CPU's ISA: fastest_file(...)}`` against ``onnx/model.onnx``.
+
+    Empty without a benchmark, on a CPU with no INT8 target, or when the default file is FP32 already.
+    """
+    target = detect_target()
+    if bench is None or target is None or default_file == FP32_FILE:
+        return {}
+    winner = fastest_file(bench, default_file, FP32_FILE)
+    return {target.value: winner} if winner else {}
 
 
 def quick_benchmark(model: Any, folder: Path, files: list[str], threads: int | None) -> QuickBenchmark:
