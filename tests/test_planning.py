@@ -7,7 +7,7 @@ import pytest
 
 from checks import assert_close_fp32
 from fastembed_adapter import OnnxSentenceEncoder
-from fastembed_adapter.planning import MAX_BATCH_TOKENS, WINDOW_TEXTS, batches, windows
+from fastembed_adapter.planning import MAX_BATCH_TOKENS, REGROUPED_BATCH_TOKENS, WINDOW_TEXTS, batches, windows
 from tiny import FP32_FILE, TinySpec
 
 
@@ -29,7 +29,8 @@ def test_batches_cover_every_position_once(regroup):
     assert sorted(flat) == list(range(500))
     for batch in plan:
         assert 1 <= len(batch) <= 32
-        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= MAX_BATCH_TOKENS
+        bound = REGROUPED_BATCH_TOKENS if regroup else MAX_BATCH_TOKENS
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= bound
     if not regroup:
         assert flat == list(range(500))  # the given order: sentence-transformers' batches
 
@@ -40,6 +41,15 @@ def test_batches_by_tokens_and_the_bound():
     # 10 rows of 100 tokens with room for 250 padded tokens: batches of 2, whatever batch_size says
     assert [len(b) for b in batches([100] * 10, batch_size=10**9, regroup=True, max_tokens=250)] == [2] * 5
     assert [len(b) for b in batches([999, 1], batch_size=8, regroup=True, max_tokens=100)] == [1, 1]
+
+
+def test_regrouped_batches_take_the_smaller_budget():
+    """Regrouped rows go to ONNX in calls of at most REGROUPED_BATCH_TOKENS; kept batches stay as ST cuts them."""
+    assert REGROUPED_BATCH_TOKENS < MAX_BATCH_TOKENS
+    rows = REGROUPED_BATCH_TOKENS // 100
+    assert [len(b) for b in batches([100] * 32, batch_size=32, regroup=True)] == [rows] * (32 // rows) + [32 % rows]
+    assert [len(b) for b in batches([100] * 32, batch_size=32, regroup=False)] == [32]
+    assert [len(b) for b in batches([512] * 40, batch_size=32, regroup=False)] == [32, 8]
 
 
 def test_a_huge_batch_size_is_bounded_and_changes_nothing(tiny_model, monkeypatch):
@@ -56,5 +66,5 @@ def test_a_huge_batch_size_is_bounded_and_changes_nothing(tiny_model, monkeypatc
 
     monkeypatch.setattr(encoder.session, "run", spy)
     huge = encoder.encode(texts, batch_size=10**9)
-    assert max(widths) <= MAX_BATCH_TOKENS and len(widths) > 1
+    assert max(widths) <= REGROUPED_BATCH_TOKENS and len(widths) > 1  # rows regrouped: the smaller budget
     assert_close_fp32(huge, encoder.encode(texts, batch_size=32))
