@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import metadata
 
 import pytest
@@ -45,3 +46,19 @@ def test_versions_leave_out_what_is_missing():
     found = versions(["numpy", "no-such-dist-xyz"])
     assert found["numpy"] == metadata.version("numpy") and "python" in found
     assert "no-such-dist-xyz" not in found
+
+
+def test_a_module_named_like_the_distribution_skips_its_record(monkeypatch, tmp_path):
+    """``sentence-transformers`` -> ``sentence_transformers``: found without reading RECORD (torch's: ~15,000 files)."""
+
+    def no_record(name):
+        raise AssertionError(f"read the RECORD of {name}")
+
+    monkeypatch.setattr(metadata, "distribution", no_record)
+    assert extras._importable("numpy") and extras._importable("prometheus-client")
+    monkeypatch.undo()
+    (tmp_path / "no_such_dist_xyz").mkdir()  # a namespace folder (like a prepared model's onnx/) is no install
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not extras._importable("no-such-dist-xyz")
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    assert not extras._importable("numpy")

@@ -47,7 +47,18 @@ def missing_requirements(extra: str, distribution: str = "fastembed-adapter") ->
 
 
 def _importable(distribution: str) -> bool:
-    """Whether ``distribution`` is installed and its top-level modules can be found (not shadowed or removed)."""
+    """Whether ``distribution`` is installed and its top-level modules can be found (not shadowed or removed).
+
+    A regular module named like the distribution (``sentence-transformers`` -> ``sentence_transformers``)
+    answers at once; only the others are looked up in the distribution's RECORD, which for torch lists
+    ~15,000 files and took ~0.35 s of every ``prepare``/``bench`` start.
+    """
+    try:
+        spec = importlib.util.find_spec(distribution.replace("-", "_").replace(".", "_").lower())
+    except (ImportError, ValueError):  # sys.modules[name] set to None: removed
+        return False
+    if spec is not None and spec.origin is not None:  # a namespace folder (a prepared model's onnx/) is not one
+        return True
     try:
         files = metadata.distribution(distribution).files or []
     except metadata.PackageNotFoundError:
