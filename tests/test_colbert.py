@@ -23,6 +23,7 @@ pytest.importorskip("pylate.models", reason="PyLate runs in CI's sentence-transf
 from fastembed_adapter import InvalidInputError, OnnxColbertEncoder, OnnxSentenceEncoder, UnsupportedModelError
 from fastembed_adapter.colbert_layout import ONNX_CONFIG_NAME, is_colbert_folder
 from fastembed_adapter.late_interaction import colbert_scores, pad_tokens, rerank
+from fastembed_adapter.planning import COLBERT_BATCH_TOKENS
 from tiny import TEXTS, int8_file
 
 FP32_FILE = "onnx/model.onnx"
@@ -127,6 +128,23 @@ def test_token_vectors_match_pylate(colbert_model, spec):
     assert encoder.attend_to_expansion_tokens == pylate.attend_to_expansion_tokens
     assert encoder.do_query_expansion == pylate.do_query_expansion
     assert sorted(encoder.skiplist) == sorted(set(pylate.skiplist))
+
+
+def test_document_calls_are_bounded_by_tokens(colbert_model, monkeypatch):
+    """Documents reach ONNX Runtime COLBERT_BATCH_TOKENS padded tokens a call at most, whatever batch_size says."""
+    _, pylate, folder = colbert_model(ColbertSpec())
+    encoder = ours(folder)
+    texts = [" ".join([document] * 6) for document in DOCUMENTS] * 4
+    shapes: list[tuple[int, int]] = []
+    run = encoder.session.run
+    monkeypatch.setattr(
+        encoder.session, "run", lambda features: shapes.append(features["input_ids"].shape) or run(features)
+    )
+    got = encoder.encode(texts, is_query=False, batch_size=10**6)
+    prefix = encoder.document_prefix_id is not None  # inserted after planning: one column more than planned
+    assert len(shapes) > 1 and max(width for _, width in shapes) > 40
+    assert all(rows == 1 or rows * (width - prefix) <= COLBERT_BATCH_TOKENS for rows, width in shapes), shapes
+    assert_same_vectors(got, pylate.encode(texts, is_query=False, batch_size=32))
 
 
 def test_encode_arguments_match_pylate(colbert_model):

@@ -30,7 +30,7 @@ from .hub import resolve_model
 from .late_interaction import colbert_scores, pad_tokens, pool_tokens
 from .metrics import EncoderMetrics
 from .modules import normalize
-from .planning import batches, windows
+from .planning import COLBERT_BATCH_TOKENS, batches, windows
 from .pooling import PRECISIONS, quantize_matrices
 from .session import load_beside
 from .st_compat import auth_token, check_device, check_texts, hub_options, positive_int
@@ -478,7 +478,8 @@ class OnnxColbertEncoder:
             for picked in windows([len(text) for text in texts], batch_size):
                 with self.metrics.time("tokenize"):
                     encodings = self.tokenizer.tokenize([texts[i] for i in picked], options)
-                    plan = batches([len(encoding.ids) for encoding in encodings], batch_size, regroup=not full)
+                    lengths = [len(encoding.ids) for encoding in encodings]
+                    plan = batches(lengths, batch_size, not full, None if full else COLBERT_BATCH_TOKENS)
                 for batch in plan:
                     with self.metrics.time("tokenize"):
                         features = self._features([encodings[i] for i in batch], side)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["MAX_BATCH_TOKENS", "REGROUPED_BATCH_TOKENS", "WINDOW_TEXTS", "batches", "windows"]
+__all__ = ["COLBERT_BATCH_TOKENS", "MAX_BATCH_TOKENS", "REGROUPED_BATCH_TOKENS", "WINDOW_TEXTS", "batches", "windows"]
 
 # Texts tokenized per call of the Rust tokenizer: enough batches to regroup by token count, and a cap
 # on the padded arrays held at once (2,048 x 512 tokens x 3 int64 arrays = 25 MB).
@@ -24,12 +24,16 @@ WINDOW_TEXTS = 2048
 # never split; a larger batch_size of long texts is.
 MAX_BATCH_TOKENS = 32 * 512
 # Padded tokens per ONNX call where rows are regrouped (a row's output does not depend on its batch).
-# Smaller calls keep the attention scores (heads x seq x seq floats a row) in cache. Measured on an
-# AVX2 EPYC, 2 threads, interleaved in one process, against 32 x 512: FP32 MiniLM long passages
-# 1.16x, PyLate MiniLM ColBERT documents 1.24x FP32 / 1.18x INT8, all-mpnet-base-v2 long 1.23x;
-# MiniLM INT8 short and long within the noise (0.94-1.02x); peak RSS MiniLM FP32 486 -> 196 MB,
-# mpnet 1459 -> 549 MB, the ColBERT 284 -> 207 MB. Still 1,024 rows for every GEMM.
-REGROUPED_BATCH_TOKENS = 1024
+# Smaller calls are faster on a CPU's caches and halve the peak memory. Measured on an AVX2 EPYC,
+# 2 threads, MiniLM, 32 passages of 256 tokens (bench/op_profile.py): one call of 32 rows 2,089 ms FP32
+# / 1,840 ms INT8, four of 8 rows 1,754 / 1,599 ms, eight of 4 rows 1,807 / 1,915 ms (the FP32 GEMMs
+# gain most; the INT8 GEMMs lose below ~2,048 rows). Peak RSS of encode() on 1,000 short sentences
+# and 96 such passages:
+# MiniLM FP32 486 -> 240 MB, INT8 510 -> 224 MB; all-mpnet-base-v2 FP32 1,459 -> 690 MB.
+REGROUPED_BATCH_TOKENS = 2048
+# The same for ColBERT documents (at most 180 tokens): PyLate's MiniLM ColBERT, 128 documents, against
+# 32 x 512: 1.24x FP32 / 1.18x INT8 documents/s at 1,024 (1.16x / 1.09x at 2,048), peak RSS 284 -> 207 MB.
+COLBERT_BATCH_TOKENS = 1024
 
 
 def windows(char_lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
