@@ -16,6 +16,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from checks import TINY_INT8_MIN_COSINE
 from tiny import TinySpec
 
@@ -93,6 +95,24 @@ def test_worker_reports_an_unavailable_backend_with_its_reason(tmp_path):
     line = json.loads(out.getvalue())
     assert line["backend"] == "st-onnx-int8" and line["available"] is False and line["pid"] == os.getpid()
     assert "has no INT8 file" in line["reason"] and str(tmp_path) in line["reason"]
+
+
+def test_st_openvino_without_optimum_intel_is_a_column_with_its_reason(tmp_path, monkeypatch):
+    """sentence-transformers' backend="openvino" needs optimum-intel: missing, the column says so and loads nothing."""
+    import importlib.util
+
+    from fastembed_adapter.benchmark.backends import LoadContext, UnavailableError, by_name, load
+
+    real = importlib.util.find_spec
+    hidden = {"optimum", "optimum.intel"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in hidden else real(name, *a))
+    (tmp_path / "openvino").mkdir()
+    (tmp_path / "openvino" / "openvino_model.xml").write_text("<net/>", encoding="utf-8")
+    backend = by_name("st-openvino-fp32")
+    context = LoadContext(tmp_path, tmp_path, "onnx/model.onnx", None, 1)
+    assert context.file_for(backend) == "openvino/openvino_model.xml"
+    with pytest.raises(UnavailableError, match=r"needs optimum-intel.*sentence-transformers\[openvino\]"):
+        load(backend, context)
 
 
 def test_int8_ratio_script_smoke(prepared_base, tmp_path):

@@ -30,6 +30,7 @@ class Kind(str, Enum):
 
     PYTORCH = "pytorch"
     ST_ONNX = "st-onnx"
+    ST_OPENVINO = "st-openvino"
     FASTEMBED = "fastembed"
     OURS = "ours"
 
@@ -57,6 +58,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("pytorch-fp32", Kind.PYTORCH, Precision.FP32, "SentenceTransformer PyTorch FP32"),
     Backend("st-onnx-fp32", Kind.ST_ONNX, Precision.FP32, "SentenceTransformer ONNX FP32"),
     Backend("st-onnx-int8", Kind.ST_ONNX, Precision.INT8, "SentenceTransformer ONNX INT8"),
+    Backend("st-openvino-fp32", Kind.ST_OPENVINO, Precision.FP32, "SentenceTransformer OpenVINO FP32 (IR)", "openvino"),
     Backend("fastembed-int8", Kind.FASTEMBED, Precision.INT8, "fastembed TextEmbedding INT8"),
     Backend("ours-int8", Kind.OURS, Precision.INT8, "OnnxSentenceEncoder INT8"),
     Backend("ours-fp32", Kind.OURS, Precision.FP32, "OnnxSentenceEncoder FP32"),
@@ -138,6 +140,35 @@ def _st_onnx(backend: Backend, ctx: LoadContext) -> Embedder:
         device="cpu",
         model_kwargs={"file_name": file_name, "session_options": options, "provider": "CPUExecutionProvider"},
     )
+    return Embedder(
+        encode=lambda texts: model.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False),
+        encode_one=lambda text: model.encode(text, show_progress_bar=False),
+        details={"file": file_name, "max_seq_length": model.max_seq_length},
+    )
+
+
+def _st_openvino(backend: Backend, ctx: LoadContext) -> Embedder:
+    """sentence-transformers' ``backend="openvino"`` (optimum-intel) on the IR ``prepare`` wrote."""
+    import importlib.util
+
+    from sentence_transformers import SentenceTransformer
+
+    if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.intel") is None:
+        raise UnavailableError(
+            "sentence-transformers' OpenVINO backend needs optimum-intel, which is not installed "
+            "(pip install 'sentence-transformers[openvino]'; optimum-intel 2.2 installs beside transformers 4.57)."
+        )
+    file_name = ctx.file_for(backend)
+    try:
+        model = SentenceTransformer(
+            str(ctx.prepared),
+            backend="openvino",
+            device="cpu",
+            model_kwargs={"file_name": file_name, "ov_config": {"INFERENCE_NUM_THREADS": str(ctx.threads)}},
+        )
+    except Exception as exc:  # a folder written under another sentence-transformers major, optimum errors
+        where = ctx.prepared / file_name
+        raise UnavailableError(f"sentence-transformers cannot load {where} with OpenVINO: {exc}") from exc
     return Embedder(
         encode=lambda texts: model.encode(texts, batch_size=BATCH_SIZE, show_progress_bar=False),
         encode_one=lambda text: model.encode(text, show_progress_bar=False),
@@ -232,6 +263,7 @@ def _ours(backend: Backend, ctx: LoadContext) -> Embedder:
 _LOADERS: dict[Kind, Callable[[Backend, LoadContext], Embedder]] = {
     Kind.PYTORCH: _pytorch,
     Kind.ST_ONNX: _st_onnx,
+    Kind.ST_OPENVINO: _st_openvino,
     Kind.FASTEMBED: _fastembed,
     Kind.OURS: _ours,
 }
