@@ -131,7 +131,7 @@ def test_token_vectors_match_pylate(colbert_model, spec):
 
 
 def test_document_calls_are_bounded_by_tokens(colbert_model, monkeypatch):
-    """Documents reach ONNX Runtime COLBERT_BATCH_TOKENS padded tokens a call at most, whatever batch_size says."""
+    """Documents and queries reach ONNX Runtime COLBERT_BATCH_TOKENS padded tokens a call at most, any batch_size."""
     _, pylate, folder = colbert_model(ColbertSpec())
     encoder = ours(folder)
     texts = [" ".join([document] * 6) for document in DOCUMENTS] * 4
@@ -141,10 +141,14 @@ def test_document_calls_are_bounded_by_tokens(colbert_model, monkeypatch):
         encoder.session, "run", lambda features: shapes.append(features["input_ids"].shape) or run(features)
     )
     got = encoder.encode(texts, is_query=False, batch_size=10**6)
-    prefix = encoder.document_prefix_id is not None  # inserted after planning: one column more than planned
     assert len(shapes) > 1 and max(width for _, width in shapes) > 40
-    assert all(rows == 1 or rows * (width - prefix) <= COLBERT_BATCH_TOKENS for rows, width in shapes), shapes
+    assert all(rows == 1 or rows * width <= COLBERT_BATCH_TOKENS for rows, width in shapes), shapes
     assert_same_vectors(got, pylate.encode(texts, is_query=False, batch_size=32))
+    shapes.clear()  # expanded queries: every row padded to query_length, so the bound counts that width
+    queries = [f"{query} {i}" for i in range(30) for query in QUERIES]  # distinct: the cache would merge repeats
+    got = encoder.encode(queries, is_query=True, batch_size=10**6)
+    assert len(shapes) > 1 and all(rows * width <= COLBERT_BATCH_TOKENS for rows, width in shapes), shapes
+    assert_same_vectors(got, pylate.encode(queries, is_query=True, batch_size=32))
 
 
 def test_encode_arguments_match_pylate(colbert_model):

@@ -478,8 +478,11 @@ class OnnxColbertEncoder:
             for picked in windows([len(text) for text in texts], batch_size):
                 with self.metrics.time("tokenize"):
                     encodings = self.tokenizer.tokenize([texts[i] for i in picked], options)
-                    lengths = [len(encoding.ids) for encoding in encodings]
-                    plan = batches(lengths, batch_size, not full, None if full else COLBERT_BATCH_TOKENS)
+                    # the widths _features pads to: expanded queries all max_length, plus the prefix token
+                    inserted = side.prefix_id is not None
+                    lengths = [(side.max_length if side.expand else len(e.ids)) + inserted for e in encodings]
+                    budget = None if full else COLBERT_BATCH_TOKENS
+                    plan = batches(lengths, batch_size, regroup=not full, max_tokens=budget)
                 for batch in plan:
                     with self.metrics.time("tokenize"):
                         features = self._features([encodings[i] for i in batch], side)

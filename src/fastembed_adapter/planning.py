@@ -28,8 +28,7 @@ MAX_BATCH_TOKENS = 32 * 512
 # 2 threads, MiniLM, 32 passages of 256 tokens (bench/op_profile.py): one call of 32 rows 2,089 ms FP32
 # / 1,840 ms INT8, four of 8 rows 1,754 / 1,599 ms, eight of 4 rows 1,807 / 1,915 ms (the FP32 GEMMs
 # gain most; the INT8 GEMMs lose below ~2,048 rows). Peak RSS of encode() on 1,000 short sentences
-# and 96 such passages:
-# MiniLM FP32 486 -> 240 MB, INT8 510 -> 224 MB; all-mpnet-base-v2 FP32 1,459 -> 690 MB.
+# and 96 such passages: MiniLM FP32 486 -> 240 MB, INT8 510 -> 224 MB; all-mpnet-base-v2 FP32 1,459 -> 690 MB.
 REGROUPED_BATCH_TOKENS = 2048
 # The same for ColBERT documents (at most 180 tokens): PyLate's MiniLM ColBERT, 128 documents, against
 # 32 x 512: 1.24x FP32 / 1.18x INT8 documents/s at 1,024 (1.16x / 1.09x at 2,048), peak RSS 284 -> 207 MB.
